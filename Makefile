@@ -1,0 +1,39 @@
+# mpnas: `make run` (main pipeline on the embedded default data) and `make test` (the test suite).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+export ZENML_ANALYTICS_OPT_IN := false
+export ZENML_CONFIG_PATH := $(CURDIR)/.zen-config
+export ZENML_LOGGING_VERBOSITY := WARN
+export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
+export AUTO_OPEN_DASHBOARD := false
+CONFIG ?= configs/default.yaml
+BENCH ?= all
+
+.PHONY: setup test bench run ui clean help
+
+help:  ## list targets
+	@grep -E '^[a-z]+:.*##' Makefile | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP)  ## create .venv from the lock file and initialise DVC/ZenML/MLflow state (idempotent)
+	@$(BIN)/python -m pipelines.bootstrap
+
+test: setup  ## run the test suite
+	$(BIN)/python -m pytest -q tests
+
+bench: setup  ## run benchmarks (BENCH=data|search|train|export|all) and update BENCHMARKS.md
+	$(BIN)/python -m benchmarks.run $(BENCH)
+
+clean:  ## remove local run state (keeps .venv)
+	rm -rf runs reports mlruns .zen-config .zen .pytest_cache

@@ -1,0 +1,167 @@
+"""The canonical prepared dataset: one uint8 array per domain and split, read memory-mapped.
+
+Every source (embedded generator, Visual Decathlon, ImageFolder) is written to this one layout, so everything after
+ingestion reads one format:
+
+    <dir>/meta.json                      format, size, source, domains -> classes, split sizes, mean/std
+    <dir>/stats.json                     counts, class histograms, skipped items
+    <dir>/manifest.parquet               one row per image: domain, split, index, label, class_name, source_file, sha1
+    <dir>/<domain>/<split>.images.npy    uint8 (N, S, S, 3)
+    <dir>/<domain>/<split>.labels.npy    int64 (N,), -1 where the split has no labels
+
+Splits: `train` (what the weights learn from), `searchval` (held out of the original train split for the
+controllers' reward), `val`, `test`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+FORMAT = "mpnas.prepared/1"
+SPLITS = ("train", "searchval", "val", "test")
+
+
+class DatasetError(ValueError):
+    """A prepared dataset (or an input to `prepare`) is missing or malformed; the message names the file/entry."""
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    classes: tuple[str, ...]
+    split_sizes: dict[str, int]
+    labeled: dict[str, bool]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class PreparedDataset:
+    """Read access to a prepared dataset directory (arrays are memory-mapped, never decoded per image)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        meta_path = self.root / "meta.json"
+        if not meta_path.is_file():
+            raise DatasetError(f"{self.root}: not a prepared dataset (no meta.json). "
+                               f"Create one with `mpnas data prepare --source embedded --out {self.root}`.")
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != FORMAT:
+            raise DatasetError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        self.size: int = int(self.meta["size"])
+        self.domains_info: dict[str, DomainInfo] = {
+            name: DomainInfo(name, tuple(d["classes"]), dict(d["splits"]), dict(d["labeled"]),
+                             tuple(d["mean"]), tuple(d["std"]))
+            for name, d in self.meta["domains"].items()
+        }
+        self._cache: dict[tuple[str, str, str], np.ndarray] = {}
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.domains_info)
+
+    @property
+    def content_hash(self) -> str:
+        return str(self.meta.get("content_hash", ""))
+
+    def info(self, domain: str) -> DomainInfo:
+        try:
+            return self.domains_info[domain]
+        except KeyError:
+            raise DatasetError(f"{self.root}: unknown domain {domain!r}; available: {', '.join(self.domains)}") from None
+
+    def num_classes(self, domain: str) -> int:
+        return self.info(domain).num_classes
+
+    def has_labels(self, domain: str, split: str) -> bool:
+        return bool(self.info(domain).labeled.get(split, False)) and self.split_size(domain, split) > 0
+
+    def split_size(self, domain: str, split: str) -> int:
+        return int(self.info(domain).split_sizes.get(split, 0))
+
+    def _array(self, domain: str, split: str, what: str) -> np.ndarray:
+        key = (domain, split, what)
+        if key not in self._cache:
+            self.info(domain)
+            path = self.root / domain / f"{split}.{what}.npy"
+            if not path.is_file():
+                raise DatasetError(f"{path}: missing array for domain {domain!r} split {split!r}")
+            self._cache[key] = np.load(path, mmap_mode="r")
+        return self._cache[key]
+
+    def images(self, domain: str, split: str) -> np.ndarray:
+        """uint8 (N, S, S, 3), memory-mapped."""
+        return self._array(domain, split, "images")
+
+    def labels(self, domain: str, split: str) -> np.ndarray:
+        """int64 (N,); -1 where the split carries no labels."""
+        return self._array(domain, split, "labels")
+
+    def subset(self, domains: Optional[list[str]]) -> list[str]:
+        """Validate a domain selection (None = all) and return it in dataset order."""
+        if domains is None:
+            return self.domains
+        unknown = [d for d in domains if d not in self.domains_info]
+        if unknown:
+            raise DatasetError(f"{self.root}: unknown domain(s) {unknown}; available: {', '.join(self.domains)}")
+        return [d for d in self.domains if d in domains]
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std in [0, 1] units, computed in chunks (float64 accumulators)."""
+    n = len(images)
+    if n == 0:
+        return [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    s = np.zeros(3)
+    ss = np.zeros(3)
+    count = 0
+    for i in range(0, n, chunk):
+        x = np.asarray(images[i:i + chunk], dtype=np.float64) / 255.0
+        s += x.sum(axis=(0, 1, 2))
+        ss += (x * x).sum(axis=(0, 1, 2))
+        count += x.shape[0] * x.shape[1] * x.shape[2]
+    mean = s / count
+    std = np.sqrt(np.maximum(ss / count - mean * mean, 1e-12))
+    return [float(v) for v in mean], [float(max(v, 1e-3)) for v in std]
+
+
+def write_split(root: Path, domain: str, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write one domain/split pair of arrays (call inside an atomic_dir)."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise DatasetError(f"{domain}/{split}: images must be uint8 (N,S,S,3), got {images.dtype} {images.shape}")
+    if len(images) != len(labels):
+        raise DatasetError(f"{domain}/{split}: {len(images)} images but {len(labels)} labels")
+    (root / domain).mkdir(parents=True, exist_ok=True)
+    np.save(root / domain / f"{split}.images.npy", np.ascontiguousarray(images))
+    np.save(root / domain / f"{split}.labels.npy", np.asarray(labels, dtype=np.int64))
+
+
+def hash_arrays(root: Path) -> str:
+    """Content hash over every array file (sorted), the dataset's version for lineage."""
+    h = hashlib.sha256()
+    for p in sorted(root.glob("*/*.npy")):
+        h.update(str(p.relative_to(root)).encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def write_meta(root: Path, size: int, source: str, domains: dict[str, dict], extra: Optional[dict] = None) -> dict:
+    """Write meta.json. `domains[name]` needs: classes, splits (name->count), labeled (name->bool), mean, std."""
+    meta = {"format": FORMAT, "size": int(size), "source": source, "domains": domains,
+            "content_hash": hash_arrays(root)}
+    if extra:
+        meta.update(extra)
+    (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
