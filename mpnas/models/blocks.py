@@ -19,6 +19,8 @@ from mpnas.space import Choice, LayerSpec, SearchSpace
 BnMode = Literal["per_domain", "shared"]
 BN_MOMENTUM = 0.1  # high enough for short runs (torchvision's 0.01 leaves running stats far from the data)
 BN_EPS = 1e-3
+# A batch concatenated across domains (routed execution): ((domain index, rows), ...) in batch order.
+Segments = tuple[tuple[int, int], ...]
 
 
 def make_act(name: str) -> nn.Module:
@@ -37,7 +39,10 @@ class DomainBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(n_stats, channels))
         self.register_buffer("running_var", torch.ones(n_stats, channels))
 
-    def forward(self, x: torch.Tensor, d: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, d: int | Segments) -> torch.Tensor:
+        if not isinstance(d, int):  # routed batch: normalise each domain's rows exactly as a separate call would
+            parts = x.split([n for _, n in d])
+            return torch.cat([self.forward(part, i) for part, (i, _) in zip(parts, d)])
         i = d if self.per_domain else 0
         return F.batch_norm(x, self.running_mean[i], self.running_var[i], self.weight, self.bias,
                             self.training, BN_MOMENTUM, BN_EPS)

@@ -1,0 +1,65 @@
+"""The project-local ZenML stack: SQLite ZenML store under ZENML_CONFIG_PATH, local orchestrator and artifact store,
+and an MLflow experiment tracker backed by a SQLite store inside the project. Registration is idempotent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACKER = "mlflow_local"
+STACK = "mpnas_local"
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set (the Makefile and the tests set it), else the project's sqlite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}"
+
+
+def artifact_root(uri: str | None = None) -> Path:
+    """MLflow artifacts live beside the sqlite database (never in the current directory)."""
+    uri = uri or tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).parent / "artifacts"
+    return ROOT / "mlruns" / "artifacts"
+
+
+def ensure_local_stack(uri: str | None = None, activate: bool = True) -> str:
+    """Register the MLflow tracker and the `mpnas_local` stack if missing (or re-point the tracker), then activate."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    uri = uri or tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client = Client()
+    trackers = client.list_stack_components(component_type=StackComponentType.EXPERIMENT_TRACKER, name=TRACKER)
+    if trackers.total == 0:
+        client.create_stack_component(name=TRACKER, flavor="mlflow",
+                                      component_type=StackComponentType.EXPERIMENT_TRACKER,
+                                      configuration={"tracking_uri": uri})
+    elif trackers.items[0].configuration.get("tracking_uri") != uri:
+        client.update_stack_component(TRACKER, StackComponentType.EXPERIMENT_TRACKER,
+                                      configuration={"tracking_uri": uri})
+    if client.list_stacks(name=STACK).total == 0:
+        client.create_stack(name=STACK, components={
+            StackComponentType.ORCHESTRATOR: "default",
+            StackComponentType.ARTIFACT_STORE: "default",
+            StackComponentType.EXPERIMENT_TRACKER: TRACKER})
+    if activate and client.active_stack_model.name != STACK:
+        client.activate_stack(STACK)
+    return STACK
+
+
+def ensure_experiment(name: str, uri: str | None = None) -> str:
+    """Create the MLflow experiment with its artifact location inside the project (ZenML would use ./mlruns)."""
+    import mlflow
+
+    uri = uri or tracking_uri()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = artifact_root(uri) / name
+    location.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(name, artifact_location=location.as_uri())
