@@ -35,5 +35,16 @@ test: setup  ## run the test suite
 bench: setup  ## run benchmarks (BENCH=data|search|train|export|all) and update BENCHMARKS.md
 	$(BIN)/python -m benchmarks.run $(BENCH)
 
+run: setup  ## run the main pipeline (CONFIG=configs/default.yaml): reports/<run>/, reports/latest, MLflow, ZenML
+	$(BIN)/zenml pipeline run pipelines.mpnas_pipeline.mpnas_pipeline -c $(CONFIG)
+	@echo "report: reports/latest/report.md   lineage: .venv/bin/mpnas lineage   UI: make ui"
+
+UI_PORT ?= 5000
+ui:  ## start the MLflow UI on 127.0.0.1:$(UI_PORT) (Ctrl-C stops it)
+	@mkdir -p mlruns
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (experiments mpnas_pipeline, comparison_pipeline, retrain_pipeline)"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --workers 1 --host 127.0.0.1 --port $(UI_PORT) \
+		--backend-store-uri $(MLFLOW_TRACKING_URI) --default-artifact-root $(CURDIR)/mlruns/artifacts
+
 clean:  ## remove local run state (keeps .venv)
 	rm -rf runs reports mlruns .zen-config .zen .pytest_cache

@@ -131,7 +131,9 @@ class Dwa(LossWeighting):
                 "history": [dict(h) for h in self.history]}
 
     def load_state_dict(self, s: dict) -> None:
-        self._w, self.window, self.history = dict(s["w"]), dict(s["window"]), list(s["history"])
+        self._w = dict(s["w"])
+        self.window = {d: list(v) for d, v in s["window"].items()}  # copies: later appends must not alias s
+        self.history = [dict(h) for h in s["history"]]
 
 
 class Uncertainty(LossWeighting):

@@ -1,4 +1,5 @@
-"""`make setup`'s last step: initialise project-local state (DVC repo; ZenML/MLflow state lives under the project)."""
+"""`make setup`'s last step: initialise project-local state (DVC repo; the ZenML stack with its MLflow tracker,
+both stored under the project: ZENML_CONFIG_PATH and MLFLOW_TRACKING_URI come from the Makefile)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ def main() -> int:
         subprocess.run([str(Path(sys.executable).parent / args[0]), *args[1:]], cwd=ROOT, check=True)
         subprocess.run([str(Path(sys.executable).parent / "dvc"), "config", "core.analytics", "false"], cwd=ROOT,
                        check=True)
-    print("setup: ok (.venv ready, DVC initialised)")
+    from pipelines.stack import STACK, ensure_local_stack, tracking_uri
+
+    ensure_local_stack()
+    print(f"setup: ok (.venv ready, DVC initialised, ZenML stack {STACK} active with MLflow at {tracking_uri()})")
     return 0
 
 

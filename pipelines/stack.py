@@ -32,8 +32,11 @@ def ensure_local_stack(uri: str | None = None, activate: bool = True) -> str:
     uri = uri or tracking_uri()
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if not (ROOT / ".zen").is_dir():
+        Client.initialize(ROOT)  # the source root ZenML resolves step sources (steps.*, pipelines.*) against
     client = Client()
-    trackers = client.list_stack_components(component_type=StackComponentType.EXPERIMENT_TRACKER, name=TRACKER)
+    trackers = client.list_stack_components(type=StackComponentType.EXPERIMENT_TRACKER.value, name=TRACKER,
+                                             hydrate=True)
     if trackers.total == 0:
         client.create_stack_component(name=TRACKER, flavor="mlflow",
                                       component_type=StackComponentType.EXPERIMENT_TRACKER,
@@ -63,3 +66,11 @@ def ensure_experiment(name: str, uri: str | None = None) -> str:
     location = artifact_root(uri) / name
     location.mkdir(parents=True, exist_ok=True)
     return client.create_experiment(name, artifact_location=location.as_uri())
+
+
+def active_tracking_uri() -> str:
+    """The tracking URI of the active stack's MLflow tracker (what steps will log to), else `tracking_uri()`."""
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    return tracker.get_tracking_uri() if tracker is not None else tracking_uri()

@@ -631,28 +631,24 @@ def class_dir(index: int, name: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- writing
-def _build_domain(task: tuple[int, str, int, int, float, str]) -> tuple[str, dict[str, list[dict]], float]:
-    """Draw one domain's three splits and write its PNGs; returns COCO image records (with labels) per split."""
-    index, name, seed, size, scale, out = task
+def _build_split(task: tuple[int, str, str, int, int, int, float, str]) -> tuple[str, str, list[dict], float]:
+    """Draw one domain/split and write its PNGs; returns COCO image records (with labels)."""
+    index, name, split, first_id, seed, size, scale, out = task
     t0 = time.perf_counter()
     spec = domain_spec(name)
     classes = spec.classes()
     dirs = [class_dir(k, c) for k, c in enumerate(classes)]
-    records: dict[str, list[dict]] = {}
-    next_id = (index + 1) * ID_BASE + 1
-    for k, (split, n) in enumerate(split_counts(spec, scale, len(classes)).items()):
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode()), k])
-        images, labels = spec.draw(rng, split, n, size)
-        recs = []
-        for img, label in zip(images, labels):
-            rel = f"data/{name}/{split}/{dirs[label]}/{next_id}.png"
-            path = Path(out) / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.ascontiguousarray(img)).save(path, format="PNG")
-            recs.append({"id": next_id, "file_name": rel, "width": size, "height": size, "label": int(label)})
-            next_id += 1
-        records[split] = recs
-    return name, records, time.perf_counter() - t0
+    n = split_counts(spec, scale, len(classes))[split]
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), GEN_SPLITS.index(split)])
+    images, labels = spec.draw(rng, split, n, size)
+    records = []
+    for image_id, (img, label) in enumerate(zip(images, labels), first_id):
+        rel = f"data/{name}/{split}/{dirs[label]}/{image_id}.png"
+        path = Path(out) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(img)).save(path, format="PNG")
+        records.append({"id": image_id, "file_name": rel, "width": size, "height": size, "label": int(label)})
+    return name, split, records, time.perf_counter() - t0
 
 
 def _write_annotations(out: Path, index: int, name: str, classes: list[str], records: dict[str, list[dict]]) -> None:
@@ -696,16 +692,23 @@ def generate_embedded(out: str | Path, seed: int = 0, size: int = 36, scale: flo
     with atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "annotations").mkdir()
         _warm_sources(names)
-        order = sorted(names, key=lambda d: -sum(domain_spec(d).counts))  # longest first balances the workers
-        tasks = [(index[d], d, seed, size, scale, str(tmp)) for d in order]
+        tasks = []
+        for d in names:
+            first_id = (index[d] + 1) * ID_BASE + 1
+            for split, n in split_counts(domain_spec(d), scale, len(domain_spec(d).classes())).items():
+                tasks.append((index[d], d, split, first_id, seed, size, scale, str(tmp)))
+                first_id += n
+        tasks.sort(key=lambda t: -domain_spec(t[1]).counts[GEN_SPLITS.index(t[2])])  # longest first
         if workers > 1 and len(tasks) > 1:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                results = list(pool.map(_build_domain, tasks))
+                results = list(pool.map(_build_split, tasks))
         else:
-            results = [_build_domain(t) for t in tasks]
-        for name, records, dt in results:
-            _write_annotations(tmp, index[name], name, domain_spec(name).classes(), records)
+            results = [_build_split(t) for t in tasks]
+        for d in names:
+            parts = {split: (recs, dt) for name, split, recs, dt in results if name == d}
+            records = {split: parts[split][0] for split in GEN_SPLITS}
+            _write_annotations(tmp, index[d], d, domain_spec(d).classes(), records)
             sizes = " ".join(f"{s}={len(r)}" for s, r in records.items())
-            log(f"generated {name:<11s} {sizes} ({dt:.1f}s)")
+            log(f"generated {d:<11s} {sizes} ({sum(dt for _, dt in parts.values()):.1f}s)")
     log(f"embedded set: {len(names)} domains in {time.perf_counter() - t0:.1f}s -> {out}")
     return out

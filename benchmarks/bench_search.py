@@ -1,0 +1,113 @@
+"""Search step speed: grouped vs naive execution on ten domains, in one run, on this machine.
+
+Data: data/prepared/embedded when it exists, else a synthetic 10-domain set of 36 px images (32 px crops).
+Phases (each timed for --steps steps after one untimed step that warms kernel caches):
+  warmup     step 0: every layer runs the op warm-up mixture (all domains group into one call per layer)
+  uniform    after warm-up with uniform controllers: domains rarely agree (worst case for grouping)
+  converged  after warm-up with partly converged controllers (p_max ~0.5-0.9, domains agreeing on most layers)
+Reports s/step, images/s and achieved GFLOP/s (analytic path FLOPs x 3 for train fwd+bwd, x 1 for reward fwd) as a
+fraction of a 2048x2048 fp32 matmul's GFLOP/s.
+
+    python -m benchmarks.bench_search [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mpnas.config import load_config
+from mpnas.data.prepared import PreparedDataset
+from mpnas.data.synthetic import make_synthetic
+from mpnas.nas.search import SearchEngine, build_space, val_batch_size
+
+EMBEDDED = Path("data/prepared/embedded")
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _dataset(tmp: Path) -> tuple[Path, str]:
+    if (EMBEDDED / "meta.json").is_file():
+        return EMBEDDED, "embedded"
+    names = {f"d{i}": 5 + i for i in range(10)}
+    return make_synthetic(tmp / "syn10", names, per_class=40, size=36), "synthetic 10x36px"
+
+
+def _converge(engine: SearchEngine, rng: np.random.Generator) -> None:
+    """Partly converged controllers: a common favourite per decision, each domain keeping its own 30% of layers."""
+    with torch.no_grad():
+        common = rng.integers(0, 64, engine.controllers[0].logits.shape)
+        for c in engine.controllers:
+            own = rng.integers(0, 64, common.shape)
+            fav = np.where(rng.random(common.shape[0])[:, None] < 0.3, own, common)
+            c.logits.zero_()
+            for i, n in enumerate(c.sizes):
+                c.logits[i, fav[i, 0] % n] = 2.5
+
+
+def _phase(engine: SearchEngine, start_step: int, steps: int) -> tuple[float, float]:
+    """(seconds per step, analytic FLOPs per step) over `steps` timed steps from `start_step`."""
+    engine.step = start_step
+    engine.run_step()
+    engine.step += 1
+    rows, t = [], time.perf_counter()
+    for _ in range(steps):
+        rows += engine.run_step()
+        engine.step += 1
+    sec = (time.perf_counter() - t) / steps
+    s = engine.s
+    per_img = engine.costs.flops_target * np.mean([r["cost_ratio"] for r in rows])
+    imgs = 3 * s.batch_size + val_batch_size(engine.cfg)
+    return sec, per_img * imgs * len(engine.domains)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=3)
+    args = p.parse_args(argv)
+    ref = matmul_gflops()
+    with tempfile.TemporaryDirectory() as tmp:
+        data, label = _dataset(Path(tmp))
+        ds = PreparedDataset(data)
+        cfg = load_config(None, ["search.steps=400"])
+        domains = ds.subset(cfg.data.domains)
+        space = build_space(cfg)
+        print(f"data: {label} ({len(domains)} domains), batch {cfg.search.batch_size}/domain, "
+              f"{cfg.data.crop}px, torch threads {torch.get_num_threads()}, 2048^2 matmul {ref:.1f} GFLOP/s")
+        after = int(cfg.search.rl_delay_fraction * cfg.search.steps) + 1
+        results = {}
+        for grouped in (True, False):
+            c = cfg.model_copy(update={"search": cfg.search.model_copy(update={"grouped": grouped})})
+            engine = SearchEngine(c, ds, domains, space)
+            results[(grouped, "warmup")] = _phase(engine, 0, args.steps)
+            results[(grouped, "uniform")] = _phase(engine, after, args.steps)
+            _converge(engine, np.random.default_rng(0))
+            results[(grouped, "converged")] = _phase(engine, after, args.steps)
+        imgs = len(domains) * (cfg.search.batch_size + val_batch_size(cfg))
+        print(f"{'phase':10s} {'grouped s/step':>15s} {'naive s/step':>13s} {'speedup':>8s} {'img/s grouped':>14s} "
+              f"{'GFLOP/s':>8s} {'of matmul':>9s}")
+        for phase in ("warmup", "uniform", "converged"):
+            (g, flops), (n, _) = results[(True, phase)], results[(False, phase)]
+            gf = "-" if phase == "warmup" else f"{flops / g / 1e9:8.2f}"
+            frac = "-" if phase == "warmup" else f"{flops / g / 1e9 / ref:9.1%}"
+            print(f"{phase:10s} {g:15.3f} {n:13.3f} {n / g:7.2f}x {imgs / g:14.0f} {gf:>8s} {frac:>9s}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""`prepare`: turn a source dataset (embedded, Visual Decathlon, ImageFolder) into the canonical prepared format.
+
+Steps per domain: list and validate the source (the readers), cap train (smoke runs), hold out a stratified
+`searchval` split from train, decode every image once (any mode -> RGB, shorter side -> N, centre crop), and write
+uint8 arrays, manifest.parquet, stats.json and meta.json. The whole directory is built in a temp dir and renamed at
+the end, so an error or Ctrl-C leaves nothing behind. Bad input stops with an error naming the file and entry;
+`on_bad_image="skip"` skips only broken images (absent, unreadable, truncated) and path escapes (never opened), and
+lists them in stats.json.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+import zlib
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterator, Literal, Optional, Sequence
+
+import numpy as np
+
+from mpnas.config import DataConfig
+from mpnas.data.decathlon import read_decathlon
+from mpnas.data.embedded import generate_embedded
+from mpnas.data.imagefolder import read_imagefolder
+from mpnas.data.images import DecodeResult, decode_many
+from mpnas.data.prepared import DatasetError, channel_stats, write_meta
+from mpnas.data.sources import SourceDomain, SourceItem
+from mpnas.utils.io import atomic_dir, atomic_write_json
+
+Source = Literal["embedded", "decathlon", "imagefolder"]
+OUT_SPLITS = ("train", "searchval", "val", "test")
+CHUNK = 256
+PARALLEL_MIN_ITEMS = 1500  # below this, a process pool costs more than it saves
+
+
+# ------------------------------------------------------------------------------------------------- split logic
+def _domain_rng(seed: int, domain: str, purpose: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(domain.encode()), zlib.crc32(purpose.encode())])
+
+
+def cap_train(items: list[SourceItem], limit: Optional[int], seed: int, domain: str) -> list[SourceItem]:
+    """Keep `limit` train items spread evenly over classes (a seeded choice), in their original order."""
+    if limit is None or len(items) <= limit:
+        return items
+    rng = _domain_rng(seed, domain, "cap")
+    perm = rng.permutation(len(items))
+    labels = np.array([items[i].label for i in perm])
+    rank = np.zeros(len(perm), np.int64)
+    seen: dict[int, int] = {}
+    for j, y in enumerate(labels.tolist()):
+        rank[j] = seen.get(y, 0)
+        seen[y] = rank[j] + 1
+    keep = np.sort(perm[np.lexsort((np.arange(len(perm)), rank))[:limit]])
+    return [items[i] for i in keep]
+
+
+def split_searchval(items: list[SourceItem], fraction: float, seed: int, domain: str
+                    ) -> tuple[list[SourceItem], list[SourceItem]]:
+    """Stratified, seeded hold-out of round(fraction * n) items: each class gives floor(fraction * n_c), the rest
+    goes to the classes with the largest remainders; every class keeps at least one training item."""
+    rng = _domain_rng(seed, domain, "searchval")
+    by_class: dict[int, list[int]] = {}
+    for i, it in enumerate(items):
+        by_class.setdefault(it.label, []).append(i)
+    labels = sorted(by_class)
+    exact = np.array([fraction * len(by_class[c]) for c in labels])
+    take = np.floor(exact).astype(int)
+    extra = int(round(fraction * len(items))) - int(take.sum())
+    for j in np.argsort(-(exact - take), kind="stable")[:max(0, extra)]:
+        take[j] += 1
+    held: set[int] = set()
+    for c, k in zip(labels, take):
+        idx = by_class[c]
+        k = min(int(k), len(idx) - 1)
+        if k > 0:
+            held.update(np.asarray(idx)[rng.choice(len(idx), size=k, replace=False)].tolist())
+    train = [it for i, it in enumerate(items) if i not in held]
+    searchval = [it for i, it in enumerate(items) if i in held]
+    return train, searchval
+
+
+# ---------------------------------------------------------------------------------------------------- decoding
+def _decode(items: list[SourceItem], size: int, pool: Optional[Executor]) -> Iterator[DecodeResult]:
+    chunks = [([str(it.path) for it in items[i:i + CHUNK]], size) for i in range(0, len(items), CHUNK)]
+    results = pool.map(decode_many, chunks) if pool is not None else map(decode_many, chunks)
+    for chunk in results:
+        yield from chunk
+
+
+class _SplitWriter:
+    """Writes one split's images straight into a .npy memmap (no full copy in RAM), compacting skipped slots."""
+
+    def __init__(self, root: Path, domain: str, split: str, n: int, size: int):
+        (root / domain).mkdir(parents=True, exist_ok=True)
+        self.path = root / domain / f"{split}.images.npy"
+        self.labels_path = root / domain / f"{split}.labels.npy"
+        self.size = size
+        self.array = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+        self.count = 0
+
+    def add(self, image: np.ndarray) -> None:
+        self.array[self.count] = image
+        self.count += 1
+
+    def close(self, labels: list[int]) -> np.ndarray:
+        if self.count < len(self.array):
+            tmp = self.path.with_suffix(".tmp.npy")
+            small = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                              shape=(self.count, self.size, self.size, 3))
+            small[:] = self.array[:self.count]
+            small.flush()
+            del small
+            del self.array
+            tmp.replace(self.path)
+        else:
+            self.array.flush()
+            del self.array
+        np.save(self.labels_path, np.asarray(labels, dtype=np.int64))
+        return np.load(self.path, mmap_mode="r")
+
+
+# ----------------------------------------------------------------------------------------------------- prepare
+def read_source(source: Source, root: Optional[Path], domains: Optional[Sequence[str]]) -> list[SourceDomain]:
+    if source == "imagefolder":
+        if root is None:
+            raise DatasetError("--source imagefolder needs --root (root/<domain>/{train,val}/<class>/<image>)")
+        return read_imagefolder(root, domains)
+    if root is None:
+        raise DatasetError(f"--source {source} needs --root (the directory holding annotations/ and data/)")
+    return read_decathlon(root, domains)
+
+
+def _bad(item: SourceItem, domain: str, split: str, reason: str) -> dict:
+    return {"domain": domain, "split": split, "entry": item.entry, "file": item.source_file, "reason": reason}
+
+
+def prepare(source: Source, out: str | Path, root: Optional[str | Path] = None, size: int = 36,
+            domains: Optional[Sequence[str]] = None, searchval_fraction: float = 0.1,
+            on_bad_image: Literal["error", "skip"] = "error", seed: int = 0,
+            max_train_per_domain: Optional[int] = None, overwrite: bool = False, scale: float = 1.0,
+            workers: int = 2, log: Callable[[str], None] = print) -> dict:
+    """Build the prepared dataset at `out` and return its meta.json content.
+
+    `source="embedded"` without `root` generates the embedded set (seed, `scale`) into a temp dir first.
+    """
+    if not 0 < searchval_fraction < 0.5:
+        raise ValueError(f"searchval fraction must be in (0, 0.5), got {searchval_fraction}")
+    if size < 8:
+        raise ValueError(f"size must be >= 8, got {size}")
+    if on_bad_image not in ("error", "skip"):
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists: choose another path or pass --overwrite")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mpnas-embedded-") as gen_dir:
+        extra: dict = {"seed": seed, "searchval_fraction": searchval_fraction,
+                       "max_train_per_domain": max_train_per_domain, "on_bad_image": on_bad_image}
+        if source == "embedded" and root is None:
+            root = Path(gen_dir) / "embedded"
+            generate_embedded(root, seed=seed, size=size, scale=scale, domains=domains, workers=workers, log=log)
+            extra["generator"] = {"name": "mpnas.data.embedded", "seed": seed, "scale": scale}
+        else:
+            extra["source_root"] = str(Path(root).resolve()) if root is not None else None
+        listed = read_source(source, Path(root) if root is not None else None, domains)
+        meta = _prepare_listed(listed, source, out, size, searchval_fraction, on_bad_image, seed,
+                               max_train_per_domain, overwrite, workers, extra, log)
+    log(f"prepared {len(listed)} domain(s) in {time.perf_counter() - t0:.1f}s -> {out} "
+        f"(content hash {meta['content_hash'][:12]})")
+    return meta
+
+
+def prepare_from_config(cfg: DataConfig, out: Optional[str | Path] = None, **kwargs) -> dict:
+    """`prepare` with the defaults of a config's `data` section (keyword arguments override them)."""
+    args = dict(source=cfg.source, root=cfg.root, size=cfg.size, domains=cfg.domains,
+                searchval_fraction=cfg.searchval_fraction, on_bad_image=cfg.on_bad_image, seed=cfg.seed,
+                max_train_per_domain=cfg.max_train_per_domain)
+    args.update(kwargs)
+    return prepare(out=out if out is not None else cfg.prepared_dir, **args)
+
+
+def _plan(listed: list[SourceDomain], fraction: float, seed: int, cap: Optional[int]
+          ) -> dict[str, dict[str, list[SourceItem]]]:
+    plan = {}
+    for dom in listed:
+        train, searchval = split_searchval(cap_train(dom.items["train"], cap, seed, dom.name), fraction, seed,
+                                           dom.name)
+        plan[dom.name] = {"train": train, "searchval": searchval, "val": dom.items.get("val", []),
+                          "test": dom.items.get("test", [])}
+    return plan
+
+
+def _prepare_listed(listed: list[SourceDomain], source: str, out: Path, size: int, fraction: float,
+                    on_bad_image: str, seed: int, cap: Optional[int], overwrite: bool, workers: int, extra: dict,
+                    log: Callable[[str], None]) -> dict:
+    plan = _plan(listed, fraction, seed, cap)
+    skipped: list[dict] = []
+    for dom in listed:  # listing problems (escapes, absent files) fail fast, before any decoding
+        for split, items in plan[dom.name].items():
+            for it in items:
+                if it.problem and on_bad_image == "error":
+                    raise DatasetError(f"{it.entry}: {it.problem}")
+    total = sum(len(v) for p in plan.values() for v in p.values())
+    use_pool = workers > 1 and total >= PARALLEL_MIN_ITEMS
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if use_pool else None
+    rows: list[dict] = []
+    meta_domains: dict[str, dict] = {}
+    stats_domains: dict[str, dict] = {}
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            for di, dom in enumerate(listed, 1):
+                td = time.perf_counter()
+                counts, hist, labeled = {}, {}, {}
+                train_arr: Optional[np.ndarray] = None
+                for split in OUT_SPLITS:
+                    items = plan[dom.name][split]
+                    good = [it for it in items if not it.problem]
+                    for it in items:
+                        if it.problem:
+                            skipped.append(_bad(it, dom.name, split, it.problem))
+                    writer = _SplitWriter(tmp, dom.name, split, len(good), size)
+                    labels: list[int] = []
+                    for it, (img, sha1, err) in zip(good, _decode(good, size, pool)):
+                        if err is not None:
+                            if on_bad_image == "error":
+                                raise DatasetError(f"{it.entry}: {err} ({it.path})")
+                            skipped.append(_bad(it, dom.name, split, err))
+                            continue
+                        rows.append({"domain": dom.name, "split": split, "index": writer.count, "label": it.label,
+                                     "class_name": dom.classes[it.label] if it.label >= 0 else "",
+                                     "source_file": it.source_file, "sha1": sha1})
+                        writer.add(img)
+                        labels.append(it.label)
+                    arr = writer.close(labels)
+                    if split == "train":
+                        train_arr = arr
+                    counts[split] = len(labels)
+                    src_split = "train" if split == "searchval" else split
+                    labeled[split] = bool(dom.labeled.get(src_split, False))
+                    hist[split] = np.bincount([y for y in labels if y >= 0],
+                                              minlength=len(dom.classes)).tolist() if labeled[split] else []
+                if not counts["train"]:
+                    raise DatasetError(f"domain {dom.name!r}: every training image was skipped")
+                mean, std = channel_stats(train_arr)
+                del train_arr
+                meta_domains[dom.name] = {"classes": dom.classes, "splits": counts, "labeled": labeled,
+                                          "mean": mean, "std": std}
+                stats_domains[dom.name] = {"num_classes": len(dom.classes), "counts": counts,
+                                           "class_histogram": hist, "mean": mean, "std": std}
+                n = sum(counts.values())
+                dt = time.perf_counter() - td
+                log(f"[{di}/{len(listed)}] {dom.name:<14s} " + " ".join(f"{s}={counts[s]}" for s in OUT_SPLITS)
+                    + f" classes={len(dom.classes)} ({n / max(dt, 1e-9):,.0f} img/s, {dt:.1f}s)")
+            _write_tables(tmp, rows, stats_domains, skipped, size, source)
+            meta = write_meta(tmp, size, source, meta_domains, extra)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if skipped:
+        log(f"skipped {len(skipped)} bad item(s); listed in {out / 'stats.json'}")
+    return meta
+
+
+def _write_tables(root: Path, rows: list[dict], stats_domains: dict, skipped: list[dict], size: int,
+                  source: str) -> None:
+    import pandas as pd
+
+    columns = ["domain", "split", "index", "label", "class_name", "source_file", "sha1"]
+    frame = pd.DataFrame(rows, columns=columns).astype({"index": "int64", "label": "int64"})
+    frame.to_parquet(root / "manifest.parquet", index=False)
+    totals = {s: sum(d["counts"][s] for d in stats_domains.values()) for s in OUT_SPLITS}
+    atomic_write_json(root / "stats.json", {"source": source, "size": size, "totals": totals,
+                                            "domains": stats_domains, "skipped": skipped})

@@ -1,0 +1,286 @@
+"""`export_model`: a trained model directory -> a mobile export directory (.pte, ONNX, int8, manifest, report).
+
+Layout of the export directory (written in a temp dir, renamed into place when complete):
+
+    manifest.json               domains, classes, preprocessing, entry points, genotypes, source hash, file hashes
+    model.pte                   ExecuTorch/XNNPACK, one method `forward_<entry>` per domain over shared weights
+    model.int8.pte              the same, PT2E int8 (cfg.int8)
+    onnx/<entry>.onnx           one graph per domain (input "input" NCHW float32, output "logits"), dynamic batch
+    onnx/<entry>.int8.onnx      onnxruntime static QDQ int8 (cfg.int8)
+    export_report.json / .md    parity, int8 accuracy, sizes, sharing, batch-1 latency per domain and runtime
+
+The per-domain single-method .pte files that prove the sharing survives lowering are built in memory and only their
+sizes are kept (in the report); an app wants the combined file.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from mpnas import __version__
+from mpnas.config import ExportConfig
+from mpnas.data.loading import Normalizer, center_crop, iterate_split
+from mpnas.data.prepared import PreparedDataset
+from mpnas.export import measure
+from mpnas.export.manifest import FORMAT, MANIFEST_FILE, file_entries, sha256_file
+from mpnas.export.programs import domain_program, entry_names
+from mpnas.export.report import render_markdown
+from mpnas.export.runtimes import OnnxRunner, PteRunner
+from mpnas.models.multipath import WEIGHTS_FILE, MultiPathNet, load_model
+from mpnas.utils.io import atomic_dir, atomic_write_json, atomic_write_text
+
+PTE_FILE = "model.pte"
+PTE_INT8_FILE = "model.int8.pte"
+ONNX_DIR = "onnx"
+REPORT_JSON = "export_report.json"
+REPORT_MD = "export_report.md"
+RANDOM_PARITY_IMAGES = 32
+
+
+def export_model(model_dir: str | Path, out_dir: str | Path, cfg: ExportConfig, data_dir: Optional[str | Path] = None,
+                 progress: bool = True, overwrite: bool = False) -> dict:
+    """Export every domain of a saved MultiPathNet; return the report (also written as export_report.json/.md).
+
+    `data_dir` (a prepared dataset; default: the model's own `data.prepared_dir` if it exists) supplies the parity
+    images (test split, or val where test has no labels) and the int8 calibration images (train split). Without data,
+    parity runs on seeded random inputs and int8 is not produced (both stated in the report)."""
+    model_dir = Path(model_dir)
+    model = load_model(model_dir)
+    ds = _open_data(data_dir, model.meta)
+    log = _logger(progress)
+    source = {"dir": str(model_dir), "sha256": sha256_file(model_dir / WEIGHTS_FILE)}
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        report = export_loaded(model, source, tmp, cfg, ds, log)
+    log(f"wrote {out_dir} (parity {'ok' if report['parity_ok'] else 'FAILED'})")
+    return report
+
+
+# ------------------------------------------------------------------------------------------------------- internals
+def _logger(progress: bool) -> Callable[[str], None]:
+    def log(msg: str) -> None:
+        if progress:
+            print(f"[export] {msg}", file=sys.stderr, flush=True)
+    return log
+
+
+def _open_data(data_dir: Optional[str | Path], arch: dict) -> Optional[PreparedDataset]:
+    if data_dir is not None:
+        return PreparedDataset(data_dir)
+    own = arch.get("data", {}).get("prepared_dir")
+    if own and (Path(own) / "meta.json").is_file():
+        return PreparedDataset(own)
+    return None
+
+
+def _domain_meta(model: MultiPathNet, ds: Optional[PreparedDataset]) -> dict[str, dict]:
+    """Classes and mean/std per domain from architecture.json, falling back to the prepared dataset."""
+    out = {}
+    for d in model.domains:
+        info = dict(model.meta.get("domains", {}).get(d, {}))
+        if ds is not None and d in ds.domains_info:
+            di = ds.info(d)
+            info.setdefault("classes", list(di.classes))
+            info.setdefault("mean", list(di.mean))
+            info.setdefault("std", list(di.std))
+        missing = [k for k in ("classes", "mean", "std") if k not in info]
+        if missing:
+            raise ValueError(f"architecture.json: domains.{d} lacks {', '.join(missing)} and no prepared dataset "
+                             f"with domain {d!r} was given (--data)")
+        if len(info["classes"]) != model.num_classes[d]:
+            raise ValueError(f"domain {d!r}: {len(info['classes'])} class names but the model has "
+                             f"{model.num_classes[d]} outputs")
+        out[d] = {"classes": list(info["classes"]), "mean": [float(v) for v in info["mean"]],
+                  "std": [float(v) for v in info["std"]]}
+    return out
+
+
+def _eval_set(ds: Optional[PreparedDataset], domain: str, crop: int, seed: int
+              ) -> tuple[str, np.ndarray, Optional[np.ndarray]]:
+    """(split name, normalised NCHW float32 images, labels or None) for parity and accuracy."""
+    if ds is None:
+        gen = torch.Generator().manual_seed(seed)
+        return "random", torch.randn(RANDOM_PARITY_IMAGES, 3, crop, crop, generator=gen).numpy(), None
+    split = "test" if ds.has_labels(domain, "test") else "val"
+    if not ds.has_labels(domain, split):
+        raise ValueError(f"{ds.root}: domain {domain!r} has no labelled test or val images for parity")
+    xs, ys = zip(*iterate_split(ds, domain, split, 256, crop))
+    return split, torch.cat(xs).numpy(), torch.cat(ys).numpy()
+
+
+def _calibration(ds: PreparedDataset, domain: str, crop: int, count: int) -> np.ndarray:
+    """`count` train images spread evenly over the split (splits are often stored class by class)."""
+    images = ds.images(domain, "train")
+    if len(images) == 0:
+        raise ValueError(f"{ds.root}: domain {domain!r} has no train images for int8 calibration")
+    idx = np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).astype(int))
+    info = ds.info(domain)
+    x = Normalizer(info.mean, info.std, torch.device("cpu"))(torch.from_numpy(np.asarray(images[idx])))
+    return center_crop(x, crop).contiguous().numpy()
+
+
+def shared_weight_bytes(model: MultiPathNet) -> int:
+    """fp32 bytes that storing shared parameters once saves over one copy per domain path: sum over parameters of
+    (number of domain paths using it - 1) x its bytes. The .pte's measured saving should be at least this."""
+    users: dict[int, list] = {}
+    for d in model.domains:
+        for p in model.domain_module(d).parameters():
+            users.setdefault(id(p), [p, 0])[1] += 1
+    return sum((n - 1) * p.numel() * 4 for p, n in users.values())
+
+
+def _eager(model: MultiPathNet, domain: str) -> Callable[[np.ndarray], np.ndarray]:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x), domain).numpy()
+    return run
+
+
+def _batched(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int = 256) -> np.ndarray:
+    return np.concatenate([run(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def export_loaded(model: MultiPathNet, source: dict, out: Path, cfg: ExportConfig,
+                  ds: Optional[PreparedDataset], log: Callable[[str], None]) -> dict:
+    """Write the exports, manifest and report of an in-memory model into the (empty) directory `out`.
+
+    `source` describes the model directory (`dir`, `sha256` of its weights) for the manifest's lineage."""
+    from mpnas.export import onnx_graphs, pte
+
+    model = model.eval()
+    if ds is not None:
+        missing = [d for d in model.domains if d not in ds.domains_info]
+        if missing:
+            raise ValueError(f"{ds.root}: the prepared data lacks the model's domain(s) {missing} "
+                             f"(it has {', '.join(ds.domains)})")
+    meta = _domain_meta(model, ds)
+    crop = int(model.space.input_size)
+    entries = entry_names(model.domains)
+    methods = {d: f"forward_{e}" for d, e in entries.items()}
+    want_pte, want_onnx = "executorch" in cfg.formats, "onnx" in cfg.formats
+    int8 = cfg.int8 and ds is not None
+    notes = []
+    if ds is None:
+        notes.append(f"no prepared dataset: parity measured on {RANDOM_PARITY_IMAGES} seeded random inputs per "
+                     f"domain, no accuracies" + ("; int8 not produced (no calibration images)" if cfg.int8 else ""))
+        log(notes[-1])
+    example = torch.zeros(1, 3, crop, crop)
+    fp_programs, q_programs = {}, {}
+    onnx_fp, onnx_q = {}, {}
+    evalsets = {}
+    if want_onnx:
+        (out / ONNX_DIR).mkdir()
+    for k, d in enumerate(model.domains, 1):
+        t0 = time.perf_counter()
+        program = domain_program(model, d)
+        evalsets[d] = _eval_set(ds, d, crop, seed=k)
+        calib = _calibration(ds, d, crop, cfg.calibration_images) if int8 else None
+        if want_pte:
+            fp_programs[methods[d]] = pte.export_program(program, example)
+            if int8:
+                q_programs[methods[d]] = pte.quantize_pt2e(program, example, torch.from_numpy(calib))
+        if want_onnx:
+            onnx_fp[d] = onnx_graphs.export_onnx(program, example, out / ONNX_DIR / f"{entries[d]}.onnx", cfg.opset)
+            if int8:
+                onnx_q[d] = onnx_graphs.quantize_onnx(onnx_fp[d], out / ONNX_DIR / f"{entries[d]}.int8.onnx", [calib])
+        log(f"{d}: traced{' + int8 calibrated' if int8 else ''} ({k}/{len(model.domains)}, "
+            f"{time.perf_counter() - t0:.1f}s)")
+
+    runners: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {}
+    sharing = None
+    if want_pte:
+        t0 = time.perf_counter()
+        (out / PTE_FILE).write_bytes(pte.lower_to_pte(fp_programs))
+        runners["executorch"] = PteRunner(out / PTE_FILE, methods)
+        log(f"model.pte: {len(methods)} methods lowered to XNNPACK ({time.perf_counter() - t0:.1f}s)")
+        single = {}
+        for d in model.domains:
+            single[d] = len(pte.lower_to_pte({methods[d]: fp_programs[methods[d]]}))
+            log(f"{d}: single-method .pte measured ({single[d]} B, not kept)")
+        combined = (out / PTE_FILE).stat().st_size
+        sharing = {"combined_pte_bytes": combined, "single_method_pte_bytes": single,
+                   "sum_single_bytes": sum(single.values()), "combined_over_sum": combined / sum(single.values()),
+                   "saved_bytes": sum(single.values()) - combined,
+                   "shared_weight_bytes": shared_weight_bytes(model),
+                   "single_method_files": "built in memory to measure, not kept"}
+        log(f"sharing: combined {combined} B vs {sum(single.values())} B for {len(single)} single-method files")
+        if int8:
+            (out / PTE_INT8_FILE).write_bytes(pte.lower_to_pte(q_programs))
+            runners["executorch_int8"] = PteRunner(out / PTE_INT8_FILE, methods)
+            log("model.int8.pte: lowered")
+    if want_onnx:
+        runners["onnx"] = OnnxRunner(onnx_fp)
+        if int8:
+            runners["onnx_int8"] = OnnxRunner(onnx_q)
+
+    domains_report, parity_ok = {}, True
+    for d in model.domains:
+        split, x, y = evalsets[d]
+        eager = _eager(model, d)
+        ref = _batched(eager, x)
+        row: dict = {"entry": entries[d], "method": methods[d], "split": split, "images": int(len(x)),
+                     "parity": {}, "accuracy": {}, "latency_ms": {}}
+        if y is not None:
+            row["accuracy"]["eager"] = measure.accuracy(ref, y)
+        x1 = x[:1]
+        row["latency_ms"]["eager"] = measure.latency_ms(eager, x1, cfg.latency_repeats)
+        for name, runner in runners.items():
+            logits = runner(d, x)
+            if name in ("executorch", "onnx"):
+                p = measure.parity(ref, logits)
+                p["ok"] = p["agreement"] >= cfg.parity_min_agreement and p["max_abs_diff"] <= cfg.parity_atol
+                parity_ok &= p["ok"]
+                row["parity"][name] = p
+            else:
+                row["parity"][name] = {**measure.parity(ref, logits), "ok": None}
+            if y is not None:
+                row["accuracy"][name] = measure.accuracy(logits, y)
+            row["latency_ms"][name] = measure.latency_ms(lambda v, r=runner: r(d, v), x1, cfg.latency_repeats)
+        if y is not None:
+            row["int8_accuracy_drop"] = {n: row["accuracy"]["eager"] - row["accuracy"][n]
+                                         for n in ("executorch_int8", "onnx_int8") if n in row["accuracy"]}
+        domains_report[d] = row
+        fails = [n for n, p in row["parity"].items() if p["ok"] is False]
+        log(f"{d}: parity {'FAILED for ' + ', '.join(fails) if fails else 'ok'} on {len(x)} {split} images")
+
+    files = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+    report = {"format": "mpnas.export_report/1", "mpnas_version": __version__, "parity_ok": bool(parity_ok),
+            "thresholds": {"parity_atol": cfg.parity_atol, "parity_min_agreement": cfg.parity_min_agreement},
+            "source_model": source, "formats": list(cfg.formats), "int8": int8,
+            "latency": {"batch": 1, "statistic": "median", "repeats": cfg.latency_repeats,
+                        "torch_threads": torch.get_num_threads()},
+            "domains": domains_report, "sharing": sharing, "file_bytes": files, "notes": notes}
+    _write_outputs(out, report, model, cfg, meta)
+    return report
+
+
+def _write_outputs(out: Path, report: dict, model: MultiPathNet, cfg: ExportConfig, meta: dict[str, dict]) -> None:
+    """manifest.json (after every model file exists, so its hashes cover them) and the two report files."""
+    arch_data = model.meta.get("data", {})
+    crop = int(model.space.input_size)
+    entries = entry_names(model.domains)
+    manifest = {
+        "format": FORMAT, "mpnas_version": __version__,
+        "source_model": report["source_model"],
+        "input": {"layout": "NCHW float32 RGB", "crop": crop, "resize": int(arch_data.get("size") or crop),
+                  "rule": "any mode to RGB; resize the shorter side to `resize` (bilinear), centre crop a square of "
+                          "`resize`, centre crop `crop`; scale to [0,1]; subtract the domain's mean, divide by its std"},
+        "domains": {d: {"entry": entries[d], "method": f"forward_{entries[d]}", **meta[d],
+                        "num_classes": model.num_classes[d], "genotype": model.genotypes[d].to_strings()}
+                    for d in model.domains},
+        "bn_mode": model.bn_mode,
+        "executorch": ({"fp32": PTE_FILE, "int8": PTE_INT8_FILE if report["int8"] else None}
+                       if "executorch" in cfg.formats else None),
+        "onnx": ({"fp32": {d: f"{ONNX_DIR}/{entries[d]}.onnx" for d in model.domains},
+                  "int8": {d: f"{ONNX_DIR}/{entries[d]}.int8.onnx" for d in model.domains} if report["int8"] else None,
+                  "input_name": "input", "output_name": "logits"} if "onnx" in cfg.formats else None),
+        "files": file_entries(out),
+    }
+    atomic_write_json(out / MANIFEST_FILE, manifest)
+    atomic_write_json(out / REPORT_JSON, report)
+    atomic_write_text(out / REPORT_MD, render_markdown(report))

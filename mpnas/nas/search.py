@@ -1,0 +1,470 @@
+"""The multi-path search engine: one loop for the modes multi_path, multi_head, independent (and `fixed`).
+
+Mode      supernets          controllers                 reward of a controller's path k
+multi_path  1 shared         one per domain              its domain's R_dk
+multi_head  1 shared         one shared by all domains   mean over domains of R_dk (one backbone path per k)
+independent one per domain   one per domain              its domain's R_dk (no weight sharing at all)
+fixed       -                -                           no search: search.fixed_genotype for every domain
+
+One step (t = 0..steps-1), as TuNAS extended per domain (docs/method.md section 4.2):
+1. every controller samples K = paths_per_domain paths; with probability op_warmup_prob(t) each layer of a path runs
+   the warm-up mixture instead (supernet.MIX);
+2. every domain's training batch (batch_size images, always drawn from every domain) is split into K equal slices,
+   slice k runs through path k and the domain's classifier; the per-domain losses (mean over k) are combined by the
+   loss weighting into one loss and the weights take one optimiser step (weight decay only on conv/linear weights,
+   and only on tensors that received a gradient);
+3. a searchval batch (no augmentation) runs through the same paths with the updated weights (stateless BN) and gives
+   each (domain, k) its top-1 accuracy and reward (mpnas.nas.reward);
+4. each controller's baseline folds in the mean reward of its K paths, and REINFORCE with the hierarchical log-prob
+   updates its logits (skipped while the RL learning rate is 0, so warm-up samples never move the policy).
+
+The final genotype of a domain is the argmax of its controller. Checkpoints (atomic) are written every
+checkpoint_every steps, at the end, on Ctrl-C (after finishing the current step) and on an exception raised before the
+step touched the weights; `resume=True` continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mpnas.config import MpnasConfig, flatten, resolve_device
+from mpnas.data.loading import MultiDomainLoader
+from mpnas.data.prepared import PreparedDataset
+from mpnas.nas.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from mpnas.nas.controller import Controller, op_warmup_prob, rl_lr_at, rl_optimizer, weight_lr_at
+from mpnas.nas.reward import CostModel, EmaBaseline, path_reward
+from mpnas.nas.supernet import MIX, SuperNet
+from mpnas.space import Genotype, SearchSpace, genotypes_from_json, genotypes_to_json
+from mpnas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mpnas.weighting import build_weighting
+
+OnLog = Callable[[int, dict[str, float]], None]
+# Config fields that may change between a run and its resume (they do not change the result).
+RESUMABLE_CHANGES = ("search.log_every", "search.checkpoint_every", "search.device")
+
+
+@dataclass
+class SearchResult:
+    genotypes: dict[str, Genotype]
+    history: pd.DataFrame
+    summary: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------------- validation
+def build_space(cfg: MpnasConfig) -> SearchSpace:
+    """The search space at the network input size (space.input_size, default data.crop)."""
+    return SearchSpace.from_config(cfg.space, cfg.space.input_size or cfg.data.crop)
+
+
+def check_search_config(cfg: MpnasConfig) -> None:
+    """Refuse configs the engine cannot run, naming the field."""
+    s = cfg.search
+    k = s.paths_per_domain
+    if s.batch_size % k or s.batch_size // k < 2:
+        raise ValueError(f"search.paths_per_domain={k}: must split search.batch_size={s.batch_size} into equal "
+                         f"slices of at least 2 images (batch-norm needs 2 samples per path)")
+
+
+def val_batch_size(cfg: MpnasConfig) -> int:
+    """Reward batch per domain: val_batch_multiplier x batch_size, rounded to a multiple of K (>= 2 per path)."""
+    k = cfg.search.paths_per_domain
+    per_path = max(2, round(cfg.search.val_batch_multiplier * cfg.search.batch_size / k))
+    return per_path * k
+
+
+def fixed_genotypes(cfg: MpnasConfig, space: SearchSpace, domains: list[str]) -> dict[str, Genotype]:
+    """search.fixed_genotype: a name (mobilenet_v3_like) or a genotypes JSON (one genotype, or one per domain)."""
+    name = cfg.search.fixed_genotype
+    path = Path(name)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"search.fixed_genotype: {path} does not exist")
+        table = genotypes_from_json(path.read_text(), str(path))
+        if all(d in table for d in domains):
+            out = {d: table[d] for d in domains}
+        elif len(table) == 1:
+            out = {d: next(iter(table.values())) for d in domains}
+        else:
+            missing = [d for d in domains if d not in table]
+            raise ValueError(f"search.fixed_genotype: {path} has genotypes for {sorted(table)} but not for {missing}; "
+                             f"give one genotype, or one per domain")
+    else:
+        try:
+            g = space.genotype_by_name(name)
+        except ValueError as exc:
+            raise ValueError(f"search.fixed_genotype: {exc}") from None
+        out = {d: g for d in domains}
+    for d, g in out.items():
+        try:
+            g.validate(space)
+        except ValueError as exc:
+            raise ValueError(f"search.fixed_genotype ({name}), domain {d!r}: {exc}") from None
+    return out
+
+
+def _fingerprint(cfg: MpnasConfig) -> dict[str, Any]:
+    """The config fields that determine a search's result (used to refuse a resume under another config)."""
+    flat = flatten(cfg.model_dump(mode="json"))
+    return {k: v for k, v in flat.items()
+            if k.split(".")[0] in ("seed", "data", "space", "search") and k not in RESUMABLE_CHANGES}
+
+
+# ------------------------------------------------------------------------------------------------- engine
+def _make_optimizer(params_decay: list, params_plain: list, cfg: MpnasConfig) -> torch.optim.Optimizer:
+    s = cfg.search
+    groups = [{"params": params_decay, "weight_decay": s.weight_decay},
+              {"params": params_plain, "weight_decay": 0.0}]
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum)
+    if s.optimizer == "rmsprop":  # TuNAS: decay 0.9, momentum 0.9, eps 1.0
+        return torch.optim.RMSprop(groups, lr=s.lr, alpha=0.9, momentum=s.momentum, eps=1.0)
+    return torch.optim.AdamW(groups, lr=s.lr)
+
+
+class SearchEngine:
+    """All state of one search (supernets, classifiers, controllers, optimisers, loaders, history)."""
+
+    def __init__(self, cfg: MpnasConfig, ds: PreparedDataset, domains: list[str], space: SearchSpace,
+                 device: Optional[torch.device] = None):
+        s = self.s = cfg.search
+        if s.mode == "fixed":
+            raise ValueError("search.mode=fixed runs no search engine")
+        self.cfg, self.ds, self.domains, self.space = cfg, ds, list(domains), space
+        self.device = device or resolve_device(s.device)
+        self.total, self.K = s.steps, s.paths_per_domain
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        independent, shared_policy = s.mode == "independent", s.mode == "multi_head"
+        self.net_of = {d: (i if independent else 0) for i, d in enumerate(self.domains)}
+        self.ctrl_of = {d: (0 if shared_policy else i) for i, d in enumerate(self.domains)}
+        self.nets = nn.ModuleList(SuperNet(space) for _ in range(len(self.domains) if independent else 1))
+        feat = self.nets[0].head.out_features
+        self.classifiers = nn.ModuleList(nn.Linear(feat, ds.num_classes(d)) for d in self.domains)
+        for lin in self.classifiers:
+            nn.init.normal_(lin.weight, 0, 0.01)
+            nn.init.zeros_(lin.bias)
+        self.controllers = nn.ModuleList(Controller(space) for _ in range(1 if shared_policy else len(self.domains)))
+        self.nets.to(self.device), self.classifiers.to(self.device), self.controllers.to(self.device)
+        self.baselines = [EmaBaseline(s.baseline_momentum) for _ in self.controllers]
+        self.weighting = build_weighting(s.loss_weighting, self.domains, self.total)
+        weights = list(self.nets.parameters()) + list(self.classifiers.parameters())
+        self.optimizer = _make_optimizer([p for p in weights if p.ndim > 1],
+                                         [p for p in weights if p.ndim <= 1] + list(self.weighting.parameters()), cfg)
+        self.rl_optimizer = rl_optimizer(self.controllers.parameters())
+        self.costs = CostModel(space, s)
+        # The search draws batch_size images from every domain each step (equal BN segments, every controller
+        # rewarded every step), whatever data.sampling says for training.
+        data_cfg = cfg.data.model_copy(update={"sampling": cfg.data.sampling.model_copy(update={"strategy": "uniform"})})
+        self.train_loader = MultiDomainLoader(ds, self.domains, "train", s.batch_size, data_cfg, seed=cfg.seed,
+                                              device=self.device, augment=True)
+        self.val_loader = MultiDomainLoader(ds, self.domains, "searchval", val_batch_size(cfg), data_cfg,
+                                            seed=cfg.seed + 1, device=self.device, augment=False)
+        self.rng = np.random.default_rng(cfg.seed + 99_991)
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, Any]] = []
+        self._touched = False
+
+    # ---- rewards (a method so experiments can swap in a toy reward)
+    def reward(self, domain: str, genotype: Genotype, accuracy: float) -> tuple[float, float, float]:
+        """(reward, FLOPs ratio, params ratio) of one path of `domain` with searchval top-1 `accuracy`."""
+        fr, pr = self.costs.ratios(genotype)
+        return path_reward(accuracy, fr, pr, self.s), fr, pr
+
+    # ---- one step
+    def _forward(self, batch: dict[str, tuple[torch.Tensor, torch.Tensor]], ops: list[list[list]]
+                 ) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """{domain: [(logits, labels) per path k]}; units of one supernet run together (grouped or not)."""
+        per_net: dict[int, list[tuple[str, int, torch.Tensor, list]]] = {}
+        labels: dict[str, tuple[torch.Tensor, ...]] = {}
+        for d in self.domains:
+            x, y = batch[d]
+            labels[d] = y.chunk(self.K)
+            for k, xk in enumerate(x.chunk(self.K)):
+                per_net.setdefault(self.net_of[d], []).append((d, k, xk, ops[self.ctrl_of[d]][k]))
+        out: dict[str, list] = {d: [None] * self.K for d in self.domains}
+        for n, units in per_net.items():
+            feats = self.nets[n].forward_units([u[2] for u in units], [u[3] for u in units], self.s.grouped)
+            for (d, k, _, _), f in zip(units, feats):
+                out[d][k] = (self.classifiers[self.domains.index(d)](f), labels[d][k])
+        return out
+
+    def run_step(self) -> list[dict[str, Any]]:
+        """One search step; returns its history rows (one per domain)."""
+        t, s, K = self.step, self.s, self.K
+        p_warm = op_warmup_prob(t, self.total, s)
+        lr, rl_lr = weight_lr_at(t, self.total, s), rl_lr_at(t, self.total, s)
+        samples = [c.sample(self.rng, K) for c in self.controllers]
+        genos = [[c.genotype(row) for row in smp] for c, smp in zip(self.controllers, samples)]
+        n_layers = len(self.space.layers)
+        warm = [self.rng.random((K, n_layers)) < p_warm for _ in self.controllers]
+        ops = [[[MIX if w else ch for w, ch in zip(warm[c][k], genos[c][k].choices)] for k in range(K)]
+               for c in range(len(self.controllers))]
+
+        # weights
+        out = self._forward(self.train_loader.next_batch(), ops)
+        losses = {d: torch.stack([F.cross_entropy(lg, y, label_smoothing=s.label_smoothing) for lg, y in out[d]])
+                  .mean() for d in self.domains}
+        train_acc = {d: float(np.mean([(lg.argmax(1) == y).float().mean().item() for lg, y in out[d]]))
+                     for d in self.domains}
+        weights_now = self.weighting.weights(t)
+        total = self.weighting.combine(losses, t)
+        if s.mode == "independent":  # separate networks: each should see its own (unscaled) loss gradient
+            total = total * len(self.domains)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"search step {t + 1}: non-finite training loss {total.item()} "
+                                     f"(try a lower search.lr)")
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self._touched = True
+        self.optimizer.step()
+        loss_f = {d: float(v.detach()) for d, v in losses.items()}
+        self.weighting.update(t, loss_f, train_acc)
+
+        # rewards with the updated weights
+        with torch.no_grad():
+            vout = self._forward(self.val_loader.next_batch(), ops)
+        rewards: dict[str, list[tuple[float, float, float, float]]] = {}
+        for d in self.domains:
+            c = self.ctrl_of[d]
+            rows = []
+            for k, (lg, y) in enumerate(vout[d]):
+                acc = float((lg.argmax(1) == y).float().mean())
+                rows.append((acc, *self.reward(d, genos[c][k], acc)))
+            rewards[d] = rows
+        ctrl_rewards = [np.zeros(K) for _ in self.controllers]
+        ctrl_count = [0] * len(self.controllers)
+        for d in self.domains:
+            c = self.ctrl_of[d]
+            ctrl_rewards[c] += np.array([r[1] for r in rewards[d]])
+            ctrl_count[c] += 1
+        ctrl_rewards = [r / n for r, n in zip(ctrl_rewards, ctrl_count)]
+        baselines = [b.update(float(r.mean())) for b, r in zip(self.baselines, ctrl_rewards)]
+
+        # controllers
+        if rl_lr > 0:
+            rl_loss = torch.zeros((), device=self.device)
+            for c, ctrl in enumerate(self.controllers):
+                adv = torch.as_tensor(ctrl_rewards[c] - baselines[c], dtype=torch.float32, device=self.device)
+                rl_loss = rl_loss - (adv * ctrl.log_prob(samples[c])).mean()
+            for g in self.rl_optimizer.param_groups:
+                g["lr"] = rl_lr
+            self.rl_optimizer.zero_grad(set_to_none=True)
+            rl_loss.backward()
+            self.rl_optimizer.step()
+
+        entropies = [float(c.entropy().detach()) for c in self.controllers]
+        p_max = [c.max_probs() for c in self.controllers]
+        argmax = [str(c.argmax_genotype()) for c in self.controllers]
+        rows = []
+        for d in self.domains:
+            c, r = self.ctrl_of[d], np.array(rewards[d])
+            row = {"step": t + 1, "domain": d, "reward": float(r[:, 1].mean()), "accuracy": float(r[:, 0].mean()),
+                   "cost_ratio": float(r[:, 2].mean()), "params_ratio": float(r[:, 3].mean()),
+                   "baseline": baselines[c], "entropy": entropies[c], "loss": loss_f[d],
+                   "train_accuracy": train_acc[d], "loss_weight": float(weights_now[d]), "lr": lr, "rl_lr": rl_lr,
+                   "warmup_p": p_warm, "argmax": argmax[c]}
+            row.update({f"p_max.{k}": v for k, v in p_max[c].items()})
+            rows.append(row)
+        return rows
+
+    # ---- state
+    def _cheap_state(self) -> dict[str, Any]:
+        return {"rng": rng_states(), "sample_rng": self.rng.bit_generator.state,
+                "loaders": {"train": self.train_loader.state_dict(), "val": self.val_loader.state_dict()}}
+
+    def _restore_cheap(self, st: dict[str, Any]) -> None:
+        set_rng_states(st["rng"])
+        self.rng.bit_generator.state = st["sample_rng"]
+        self.train_loader.load_state_dict(st["loaders"]["train"])
+        self.val_loader.load_state_dict(st["loaders"]["val"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "mode": self.s.mode, "domains": self.domains, "config": _fingerprint(self.cfg),
+                "nets": self.nets.state_dict(), "classifiers": self.classifiers.state_dict(),
+                "controllers": self.controllers.state_dict(), "baselines": [b.state_dict() for b in self.baselines],
+                "optimizer": self.optimizer.state_dict(), "rl_optimizer": self.rl_optimizer.state_dict(),
+                "weighting": self.weighting.state_dict(), "history": list(self.history), "elapsed": self.elapsed,
+                **self._cheap_state()}
+
+    def load_state_dict(self, st: dict[str, Any], source: str = "checkpoint") -> None:
+        if st.get("mode") != self.s.mode or st.get("domains") != self.domains:
+            raise ValueError(f"{source}: written by a {st.get('mode')} search over {st.get('domains')}, cannot resume "
+                             f"a {self.s.mode} search over {self.domains}")
+        now = _fingerprint(self.cfg)
+        diff = sorted(k for k in set(now) | set(st["config"]) if now.get(k) != st["config"].get(k))
+        if diff:
+            raise ValueError(f"{source}: the config changed since the checkpoint was written ({', '.join(diff)}); "
+                             f"resume with the same config or start a new search in another --out directory")
+        self.nets.load_state_dict(st["nets"])
+        self.classifiers.load_state_dict(st["classifiers"])
+        self.controllers.load_state_dict(st["controllers"])
+        for b, bs in zip(self.baselines, st["baselines"]):
+            b.load_state_dict(bs)
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.rl_optimizer.load_state_dict(st["rl_optimizer"])
+        self.weighting.load_state_dict(st["weighting"])
+        self.history = list(st["history"])
+        self.step, self.elapsed = int(st["step"]), float(st["elapsed"])
+        self._restore_cheap(st)
+
+    def genotypes(self) -> dict[str, Genotype]:
+        return {d: self.controllers[self.ctrl_of[d]].argmax_genotype() for d in self.domains}
+
+    # ---- loop
+    def run(self, checkpoint: Path, progress: bool = True, on_log: Optional[OnLog] = None) -> None:
+        """Run the remaining steps with periodic checkpoints; Ctrl-C finishes the step, checkpoints and re-raises."""
+        interrupted = {"flag": False}
+        old_handler = None
+        if threading.current_thread() is threading.main_thread():
+            def _on_sigint(signum, frame):  # noqa: ARG001
+                if interrupted["flag"]:
+                    raise KeyboardInterrupt
+                interrupted["flag"] = True
+                print("\ninterrupt: finishing the current step, then writing a checkpoint (Ctrl-C again to abort)",
+                      file=sys.stderr, flush=True)
+            old_handler = signal.signal(signal.SIGINT, _on_sigint)
+        start_step, start_time, base_elapsed = self.step, time.perf_counter(), self.elapsed
+        try:
+            while self.step < self.total:
+                cheap = self._cheap_state()
+                self._touched = False
+                try:
+                    rows = self.run_step()
+                except BaseException:
+                    if not self._touched:  # nothing but RNG/loader positions moved: roll back and keep a checkpoint
+                        self._restore_cheap(cheap)
+                        save_checkpoint(checkpoint, self.state_dict())
+                        print(f"search stopped in step {self.step + 1}; checkpoint at step {self.step}: {checkpoint}",
+                              file=sys.stderr, flush=True)
+                    else:
+                        print(f"search failed in step {self.step + 1}; the last periodic checkpoint is kept: "
+                              f"{checkpoint}", file=sys.stderr, flush=True)
+                    raise
+                self.step += 1
+                self.history.extend(rows)
+                self.elapsed = base_elapsed + time.perf_counter() - start_time
+                done = self.step == self.total
+                if self.step % self.s.log_every == 0 or done:
+                    self._log(rows, start_step, start_time, progress, on_log)
+                if self.step % self.s.checkpoint_every == 0 or done or interrupted["flag"]:
+                    save_checkpoint(checkpoint, self.state_dict())
+                if interrupted["flag"] and not done:
+                    print(f"checkpoint at step {self.step}/{self.total}: {checkpoint} (continue with --resume)",
+                          file=sys.stderr, flush=True)
+                    raise KeyboardInterrupt
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+
+    def _log(self, rows: list[dict[str, Any]], start_step: int, start_time: float, progress: bool,
+             on_log: Optional[OnLog]) -> None:
+        rate = (self.step - start_step) / max(1e-9, time.perf_counter() - start_time)
+        eta = (self.total - self.step) / rate if rate > 0 else math.inf
+        metrics = {key: float(np.mean([r[key] for r in rows]))
+                   for key in ("reward", "accuracy", "entropy", "loss", "train_accuracy", "cost_ratio")}
+        metrics.update(lr=rows[0]["lr"], rl_lr=rows[0]["rl_lr"], steps_per_s=rate)
+        for r in rows:
+            for key in ("reward", "accuracy", "entropy"):
+                metrics[f"{key}.{r['domain']}"] = float(r[key])
+        if progress:
+            print(f"search {self.step}/{self.total} | {rate:.2f} step/s | ETA {_hms(eta)} | "
+                  f"reward {metrics['reward']:.3f} | acc {metrics['accuracy']:.3f} | "
+                  f"entropy {metrics['entropy']:.1f} | loss {metrics['loss']:.3f} | rl_lr {metrics['rl_lr']:.2g}",
+                  flush=True)
+        if on_log is not None:
+            on_log(self.step, metrics)
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ------------------------------------------------------------------------------------------------- outputs
+def _summary(cfg: MpnasConfig, space: SearchSpace, genotypes: dict[str, Genotype], history: pd.DataFrame,
+             elapsed: float, data_hash: str) -> dict[str, Any]:
+    """Per-domain final figures; reward/accuracy are means over the last 10% of steps (single steps are noisy)."""
+    costs = CostModel(space, cfg.search)
+    steps = int(history["step"].max()) if len(history) else 0
+    tail = history[history["step"] > steps - max(1, steps // 10)] if len(history) else history
+    domains = {}
+    for d, g in genotypes.items():
+        f, p = costs.cost(g)
+        entry: dict[str, Any] = {"genotype": g.to_strings(), "depth": g.depth(), "flops": f, "params": p,
+                                 "flops_ratio": f / costs.flops_target, "params_ratio": p / costs.params_target}
+        rows = tail[tail["domain"] == d] if len(tail) else tail
+        if len(rows):
+            entry.update(reward=float(rows["reward"].mean()), accuracy=float(rows["accuracy"].mean()),
+                         entropy=float(rows["entropy"].iloc[-1]))
+        domains[d] = entry
+    return {"mode": cfg.search.mode, "steps": steps, "seed": cfg.seed, "data_hash": data_hash,
+            "wall_time_s": elapsed, "steps_per_s": steps / elapsed if elapsed > 0 else None,
+            "distinct_paths": len({str(g) for g in genotypes.values()}), "domains": domains}
+
+
+def _write_outputs(out_dir: Path, cfg: MpnasConfig, space: SearchSpace, genotypes: dict[str, Genotype],
+                   history: pd.DataFrame, summary: dict[str, Any]) -> None:
+    atomic_write_text(out_dir / "genotypes.json",
+                      genotypes_to_json(genotypes, space, mode=cfg.search.mode, steps=summary["steps"],
+                                        seed=cfg.seed, data_hash=summary["data_hash"]))
+    atomic_write_bytes(out_dir / "history.parquet", history.to_parquet(index=False))
+    atomic_write_json(out_dir / "summary.json", summary)
+
+
+def run_search(cfg: MpnasConfig, data_dir: str | Path, out_dir: str | Path, resume: bool = False,
+               progress: bool = True, on_log: Optional[OnLog] = None) -> SearchResult:
+    """Search one path per domain (or one shared path, per cfg.search.mode) and write the search outputs.
+
+    Writes out_dir/genotypes.json, history.parquet, checkpoint.pt and summary.json. `resume=True` continues from
+    out_dir/checkpoint.pt when present (same config required). `on_log(step, metrics)` is called every log_every steps.
+    """
+    out_dir = Path(out_dir)
+    check_search_config(cfg)
+    space = build_space(cfg)
+    ds = PreparedDataset(data_dir)
+    domains = ds.subset(cfg.data.domains)
+    checkpoint = out_dir / "checkpoint.pt"
+    if cfg.search.mode == "fixed":
+        genotypes = fixed_genotypes(cfg, space, domains)
+        history = pd.DataFrame({"step": pd.Series(dtype="int64"), "domain": pd.Series(dtype="str")})
+        summary = _summary(cfg, space, genotypes, history, 0.0, ds.content_hash)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(checkpoint, {"mode": "fixed", "step": 0, "domains": domains, "config": _fingerprint(cfg)})
+        _write_outputs(out_dir, cfg, space, genotypes, history, summary)
+        if progress:
+            print(f"search.mode=fixed: {cfg.search.fixed_genotype} for {len(domains)} domains", flush=True)
+        return SearchResult(genotypes, history, summary)
+
+    engine = SearchEngine(cfg, ds, domains, space)
+    if resume and checkpoint.is_file():
+        engine.load_state_dict(load_checkpoint(checkpoint), str(checkpoint))
+        if progress:
+            print(f"resuming {checkpoint} at step {engine.step}/{engine.total}", flush=True)
+    elif resume and progress:
+        print(f"no checkpoint at {checkpoint}: starting a new search", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engine.run(checkpoint, progress, on_log)
+    genotypes = engine.genotypes()
+    history = pd.DataFrame(engine.history)
+    summary = _summary(cfg, space, genotypes, history, engine.elapsed, ds.content_hash)
+    _write_outputs(out_dir, cfg, space, genotypes, history, summary)
+    return SearchResult(genotypes, history, summary)

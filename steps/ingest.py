@@ -1,0 +1,123 @@
+"""Ingest: prepare the dataset as a DVC stage and record its version; then check the splits and the sampling plan."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import yaml
+from zenml import log_metadata, step
+
+from mpnas.config import MpnasConfig
+from mpnas.data.loading import domain_probabilities
+from mpnas.data.prepared import DatasetError, PreparedDataset
+from mpnas.data.version import dvc_lock_entry
+from mpnas.utils.io import atomic_write_text
+from pipelines.config import rebuild
+from pipelines.stack import TRACKER
+from steps import tracking
+
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def _dvc(workspace: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    res = subprocess.run([DVC, *args], cwd=workspace, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"`dvc {' '.join(args)}` failed in {workspace}:\n{res.stdout}{res.stderr}")
+    return res.stdout
+
+
+def ensure_dvc_repo(workspace: Path) -> None:
+    """`dvc init` once (with git when the workspace is a git checkout), analytics off."""
+    if not (workspace / ".dvc").is_dir():
+        _dvc(workspace, "init", "-q", *([] if (workspace / ".git").exists() else ["--no-scm"]))
+        _dvc(workspace, "config", "core.analytics", "false")
+
+
+def stage_name(cfg: MpnasConfig) -> str:
+    return "pipeline_" + re.sub(r"[^A-Za-z0-9_]+", "_", Path(cfg.data.prepared_dir).name)
+
+
+def dvc_prepare(cfg: MpnasConfig, workspace: Path) -> dict[str, Any]:
+    """Declare `mpnas data prepare` as a DVC stage (deps: its params file; out: the prepared dir) and `dvc repro` it.
+
+    DVC skips the stage when neither the params nor the output changed, and dvc.lock records the output's md5: the
+    data version downstream artifacts carry."""
+    ensure_dvc_repo(workspace)
+    out = Path(cfg.data.prepared_dir)
+    if out.is_absolute():
+        try:
+            out = out.relative_to(workspace)
+        except ValueError:
+            raise ValueError(f"data.prepared_dir {out} must lie inside the DVC workspace {workspace}") from None
+    name = stage_name(cfg)
+    params_rel = Path("data") / "params" / f"{name}.yaml"
+    params = yaml.safe_dump({"seed": cfg.seed, "data": cfg.data.model_dump(mode="json")}, sort_keys=False)
+    if not (workspace / params_rel).is_file() or (workspace / params_rel).read_text() != params:
+        atomic_write_text(workspace / params_rel, params)
+    deps = ["-d", str(params_rel)]
+    if cfg.data.root is not None:
+        deps += ["-d", str(Path(cfg.data.root).resolve())]
+    _dvc(workspace, "stage", "add", "--force", "-q", "-n", name, *deps, "-o", str(out),
+         f"mpnas data prepare --overwrite -c {params_rel}")
+    log = _dvc(workspace, "repro", name)
+    print(f"[ingest] dvc stage {name}: {'reproduced' if 'Running stage' in log else 'up to date, reused'}")
+    entry = dvc_lock_entry(workspace / out)
+    if entry is None:
+        raise RuntimeError(f"{workspace / 'dvc.lock'}: no entry for {out} after `dvc repro {name}`")
+    return {"dvc_stage": name, "dvc_md5": entry["md5"], "dvc_files": entry["nfiles"],
+            "dvc_lock": str(workspace / "dvc.lock")}
+
+
+@step(enable_cache=False)
+def ingest(config: dict, workspace: str) -> Annotated[dict, "dataset"]:
+    """Prepare (or reuse) the DVC-versioned dataset. Never cached by ZenML: DVC decides whether data changed, and
+    the returned version (content hash + dvc.lock md5) lets every downstream step cache on the data it read."""
+    cfg = rebuild(config)
+    ws = Path(workspace).resolve()
+    version = dvc_prepare(cfg, ws)
+    ds = PreparedDataset(ws / cfg.data.prepared_dir)
+    domains = ds.subset(cfg.data.domains)
+    dataset = {"path": str(ds.root), "content_hash": ds.content_hash, "source": ds.meta.get("source", ""),
+               "size": ds.size, "domains": domains, **version,
+               "manifest": str(ds.root / "manifest.parquet") if (ds.root / "manifest.parquet").is_file() else ""}
+    log_metadata(metadata={"data_content_hash": ds.content_hash, "dvc_md5": version["dvc_md5"],
+                           "domains": ", ".join(domains)}, infer_artifact=True, artifact_name="dataset")
+    return dataset
+
+
+@step(experiment_tracker=TRACKER)
+def balance(config: dict, dataset: dict) -> Annotated[dict, "sampling_plan"]:
+    """Validate the splits (train/searchval/val labelled and non-empty for every domain) and report the balance:
+    per-domain sampling probabilities (data.sampling) and class imbalance. The split itself is part of the prepared
+    dataset (searchval is held out of train at prepare time), so nothing is rewritten here."""
+    cfg = rebuild(config)
+    ds = PreparedDataset(dataset["path"])
+    problems, per_domain = [], {}
+    for d in dataset["domains"]:
+        for split in ("train", "searchval", "val"):
+            if not ds.has_labels(d, split):
+                problems.append(f"{d}/{split} is empty or unlabelled")
+        counts = np.bincount(np.asarray(ds.labels(d, "train")).clip(min=0), minlength=ds.num_classes(d))
+        per_domain[d] = {"classes": ds.num_classes(d), "train": ds.split_size(d, "train"),
+                         "searchval": ds.split_size(d, "searchval"), "val": ds.split_size(d, "val"),
+                         "test": ds.split_size(d, "test"),
+                         "class_imbalance": float(counts.max() / max(1, counts.min()))}
+    if problems:
+        raise DatasetError(f"{dataset['path']}: " + "; ".join(problems))
+    probs = domain_probabilities({d: v["train"] for d, v in per_domain.items()}, cfg.data.sampling)
+    for d, p in probs.items():
+        per_domain[d]["sampling_probability"] = float(p)
+    plan = {"strategy": cfg.data.sampling.strategy, "class_balanced": cfg.data.sampling.class_balanced,
+            "domains": per_domain}
+    tracking.set_tags({"dataset": Path(dataset["path"]).name, "data_hash": dataset["content_hash"][:16],
+                       "dvc_md5": str(dataset.get("dvc_md5"))})
+    tracking.log_metrics({d: {"train_images": v["train"], "sampling_p": v["sampling_probability"]}
+                          for d, v in per_domain.items()}, prefix="data/")
+    return plan

@@ -1,0 +1,121 @@
+"""Model Control Plane: metrics on the `mpnas` model version, stages, and the retrain promotion rule.
+
+Promotion rule (retrain_pipeline): the production model and the retrained candidate are both evaluated on the val
+split of the NEW data version; the candidate is promoted to `production` iff its mean val top-1 over domains is not
+worse than production's (candidate >= production - tolerance, tolerance 0 by default). Otherwise it stays
+`staging` and production is untouched. mpnas_pipeline versions go to `staging`, or to `production` when there is
+none yet (the first model).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional, Tuple
+
+from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
+from zenml.enums import ModelStages
+
+from pipelines.config import rebuild
+from pipelines.stack import TRACKER
+from steps import tracking
+from steps.artifacts import ModelDir
+
+MODEL_NAME = "mpnas"
+
+
+def production_version(model_name: str = MODEL_NAME):
+    """The model version in stage production, or None."""
+    try:
+        return Client().get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        return None
+
+
+def should_promote(candidate: Optional[float], production: Optional[float], tolerance: float = 0.0) -> bool:
+    """The documented rule: promote iff candidate mean val top-1 >= production's - tolerance (no production: yes)."""
+    if candidate is None:
+        return False
+    if production is None:
+        return True
+    return candidate >= production - tolerance
+
+
+def mean_val_top1(model: ModelDir, dataset: dict, config: dict) -> Tuple[Optional[float], dict]:
+    """Mean over the model's domains of val top-1 on `dataset` (the comparison both sides of the rule use)."""
+    from mpnas.config import resolve_device
+    from mpnas.data.prepared import PreparedDataset
+    from mpnas.evaluation.metrics import split_accuracy
+
+    cfg = rebuild(config)
+    ds = PreparedDataset(dataset["path"])
+    device = resolve_device(cfg.evaluate.device)
+    net = model.load(str(device))
+    missing = [d for d in net.domains if d not in ds.domains]
+    if missing:
+        raise ValueError(f"{dataset['path']}: model {model.path} needs domains {missing} the data does not have")
+    crop = int(net.meta.get("data", {}).get("crop", cfg.data.crop))
+    per = {d: split_accuracy(net, ds, d, "val", crop, cfg.evaluate.batch_size, device) for d in net.domains}
+    known = [v for v in per.values() if v is not None]
+    return (sum(known) / len(known) if known else None), per
+
+
+@step(enable_cache=False, experiment_tracker=TRACKER)
+def register(config: dict, dataset: dict, model: ModelDir, metrics: dict, stage: str = "staging"
+             ) -> Annotated[dict, "registration"]:
+    """Attach metrics to this run's `mpnas` model version; stage it (production if there is none yet)."""
+    mv = get_step_context().model_version
+    first = production_version(mv.model.name) is None
+    mean, per = mean_val_top1(model, dataset, config)
+    log_metadata(metadata={"mean_top1_val": mean, "top1_val": per, "metrics": _numbers(metrics),
+                           "data_content_hash": dataset["content_hash"], "dvc_md5": str(dataset.get("dvc_md5"))},
+                 infer_model=True)
+    target = ModelStages.PRODUCTION.value if first else stage
+    mv.set_stage(target, force=True)
+    tracking.set_tags({"model_version": f"{mv.model.name}:{mv.number}", "model_stage": target})
+    tracking.log_metrics({"mean_top1_val": mean}, prefix="model/")
+    return {"model": mv.model.name, "version": str(mv.number), "stage": target, "mean_top1_val": mean}
+
+
+@step(enable_cache=False)
+def production_architecture() -> Tuple[Annotated[dict, "genotypes"], Annotated[dict, "production"]]:
+    """The production model's genotypes (retraining keeps the architecture: no search) and where it lives."""
+    prod = production_version()
+    if prod is None:
+        raise RuntimeError(f"no `{MODEL_NAME}` model version in stage production: run mpnas_pipeline first")
+    art = prod.get_artifact("model")
+    if art is None:
+        raise RuntimeError(f"model version {MODEL_NAME}:{prod.number} has no `model` artifact")
+    model: ModelDir = art.load()
+    return model.genotypes(), {"version": str(prod.number), "model_artifact_id": str(art.id)}
+
+
+@step(enable_cache=False, experiment_tracker=TRACKER)
+def promote(config: dict, dataset: dict, model: ModelDir, production: dict, tolerance: float = 0.0
+            ) -> Annotated[dict, "promotion"]:
+    """Apply the promotion rule (module docstring) on the new data's val split and set the stages accordingly."""
+    prod_model: ModelDir = Client().get_artifact_version(production["model_artifact_id"]).load()
+    cand_mean, cand_per = mean_val_top1(model, dataset, config)
+    prod_mean, prod_per = mean_val_top1(prod_model, dataset, config)
+    promoted = should_promote(cand_mean, prod_mean, tolerance)
+    mv = get_step_context().model_version
+    stage = ModelStages.PRODUCTION.value if promoted else ModelStages.STAGING.value
+    mv.set_stage(stage, force=True)
+    decision = {"promoted": promoted, "stage": stage, "candidate_version": str(mv.number),
+                "production_version": production["version"], "candidate_mean_top1_val": cand_mean,
+                "production_mean_top1_val": prod_mean, "tolerance": tolerance,
+                "candidate_top1_val": cand_per, "production_top1_val": prod_per,
+                "rule": "promote iff candidate mean val top-1 >= production mean val top-1 - tolerance, both on "
+                        "the new data version's val split"}
+    log_metadata(metadata={"mean_top1_val": cand_mean, "promotion": {k: v for k, v in decision.items()
+                                                                     if not isinstance(v, dict)}},
+                 infer_model=True)
+    tracking.log_metrics({"candidate_mean_top1_val": cand_mean, "production_mean_top1_val": prod_mean,
+                          "promoted": int(promoted)}, prefix="retrain/")
+    return decision
+
+
+def _numbers(d: dict) -> dict:
+    """The numeric leaves of a nested dict (model-version metadata stays small and comparable)."""
+    from mpnas.config import flatten
+
+    return {k: v for k, v in flatten(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

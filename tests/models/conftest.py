@@ -1,0 +1,15 @@
+"""A tiny search space (two stages, narrow widths, 16 px) so merged-model tests run in seconds."""
+
+import pytest
+
+from mpnas.config import load_config
+
+TINY = ["space.preset=null", "space.stem_width=8", "space.stem_stride=2", "space.stem_kernels=[3]",
+        "space.stages=[{width: 8, layers: 2, stride: 1, act: relu}, {width: 16, layers: 2, stride: 2, act: hswish}]",
+        "space.head_widths=[32, 48]", "space.kernels=[3, 5]", "space.expansions=[1, 2]", "space.se=[false, true]",
+        "data.size=16", "data.crop=16"]
+
+
+@pytest.fixture
+def tiny_cfg():
+    return load_config(None, TINY)

@@ -1,0 +1,99 @@
+"""The smoke pipeline end to end (real ZenML, MLflow sqlite store, DVC): first with a report step that fails (its
+reports root is a file), then rerun: earlier artifacts survive the failure and the rerun resumes from cache. Then
+the artifacts, the report directory, the MLflow run, the Model Control Plane version and `mpnas lineage`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mpnas.cli import main as mpnas_main
+
+ROOT = Path(__file__).resolve().parents[2]
+BEFORE_REPORT = ("ingest", "balance", "search", "merge", "train", "evaluate", "export")
+
+
+@pytest.mark.slow
+def test_failed_step_keeps_earlier_artifacts(smoke_runs):
+    failed, _ = smoke_runs
+    assert failed.status.value == "failed"
+    assert failed.steps["report"].status.value == "failed"
+    for name in BEFORE_REPORT:
+        assert failed.steps[name].status.value == "completed", name
+    model = failed.steps["train"].outputs["model"][0].load()
+    net = model.load()
+    assert sorted(net.domains) == ["aircraft", "digits8", "flowers"]
+    assert not model.file("checkpoint.pt").exists()  # the materializer never stores pickles
+
+
+@pytest.mark.slow
+def test_rerun_resumes_from_cache(smoke_runs):
+    failed, ok = smoke_runs
+    assert ok.status.value == "completed"
+    for name in ("search", "merge", "train", "evaluate", "export"):
+        assert ok.steps[name].status.value == "cached", name
+        assert ok.steps[name].outputs.keys() == failed.steps[name].outputs.keys()
+    assert ok.steps["train"].outputs["model"][0].id == failed.steps["train"].outputs["model"][0].id
+    assert ok.steps["report"].status.value == "completed"
+
+
+@pytest.mark.slow
+def test_artifacts_and_report(smoke_runs, workspace):
+    _, ok = smoke_runs
+    genotypes = ok.steps["search"].outputs["genotypes"][0].load()
+    assert set(genotypes) == {"aircraft", "digits8", "flowers"}
+    dataset = ok.steps["ingest"].outputs["dataset"][0].load()
+    assert len(dataset["content_hash"]) == 64 and dataset["dvc_md5"].endswith(".dir")
+    latest = workspace / "reports" / "latest"
+    assert latest.is_symlink() and latest.resolve().name == ok.name
+    metrics = json.loads((latest / "metrics.json").read_text())
+    assert set(metrics["domains"]) == set(genotypes) and 0.0 <= metrics["mean_top1_val"] <= 1.0
+    assert (latest / "report.md").read_text().startswith(f"# mpnas run `{ok.name}`")
+    assert (latest / "figures" / "architecture.png").is_file()
+    manifest = json.loads((latest / "export" / "manifest.json").read_text())
+    assert set(genotypes) <= set(json.dumps(manifest).split('"'))
+
+
+@pytest.mark.slow
+def test_mlflow_run_has_params_metrics_tags(smoke_runs):
+    import mlflow
+
+    _, ok = smoke_runs
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("mpnas_pipeline")
+    found = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{ok.name}'")
+    assert len(found) == 1
+    run = found[0]
+    assert run.data.params["search.steps"] == "8" and run.data.params["data.domains"]
+    assert {"method", "dataset", "data_hash", "git_commit"} <= set(run.data.tags)
+    assert run.data.tags["method"] == "mpnas"
+    loss = client.get_metric_history(run.info.run_id, "train/mpnas/loss")
+    assert len(loss) >= 2 and len({m.step for m in loss}) == len(loss)
+    names = set(run.data.metrics)
+    assert any(n.startswith("search/multi_path/") for n in names)
+    assert any(n.startswith("train/mpnas/weight/") for n in names)  # ABDP loss weights over time
+    assert "eval/mpnas/mean_top1_val" in names
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert "report/report.md" in artifacts and "report/metrics.json" in artifacts
+
+
+@pytest.mark.slow
+def test_model_version_and_lineage(smoke_runs, capsys):
+    from zenml.client import Client
+
+    _, ok = smoke_runs
+    mv = Client().get_model_version("mpnas", "latest")
+    assert ok.id in mv.pipeline_run_ids.values()
+    assert 0.0 <= mv.run_metadata["mean_top1_val"] <= 1.0
+    assert mpnas_main(["lineage", ok.name]) == 0
+    out = capsys.readouterr().out
+    dataset = ok.steps["ingest"].outputs["dataset"][0].load()
+    assert dataset["content_hash"] in out and dataset["dvc_md5"] in out
+    assert "manifest.parquet" in out and "code commit: " in out
+    for d, g in ok.steps["search"].outputs["genotypes"][0].load().items():
+        assert f"{d}: {' '.join(g)}" in out
+    assert "model v" in out and "from train <- dataset, genotypes" in out
+    assert "mean_top1_val" in out and "mlflow run: " in out and "mlflow run: None" not in out
+    assert "\nconfig:\n  name: smoke\n" in out and "steps: 8" in out
