@@ -6,24 +6,29 @@ Phases (each timed for --steps steps after one untimed step that warms kernel ca
   uniform    after warm-up with uniform controllers: domains rarely agree (worst case for grouping)
   converged  after warm-up with partly converged controllers (p_max ~0.5-0.9, domains agreeing on most layers)
 Reports s/step, images/s and achieved GFLOP/s (analytic path FLOPs x 3 for train fwd+bwd, x 1 for reward fwd) as a
-fraction of a 2048x2048 fp32 matmul's GFLOP/s.
+fraction of a 2048x2048 fp32 matmul's GFLOP/s, checks that grouped and naive steps give the same losses and rewards,
+and times the uniform phase (same sampled paths) under other settings: NCHW activations instead of channels-last,
+and one intra-op thread.
 
-    python -m benchmarks.bench_search [--steps 3]
+    python -m benchmarks.bench_search [--steps 2] [--batch 32] [--val-mult 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import mpnas  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads libgomp)
 import torch
 
 from mpnas.config import load_config
 from mpnas.data.prepared import PreparedDataset
 from mpnas.data.synthetic import make_synthetic
+from mpnas.nas import supernet
 from mpnas.nas.search import SearchEngine, build_space, val_batch_size
 
 EMBEDDED = Path("data/prepared/embedded")
@@ -71,34 +76,79 @@ def _phase(engine: SearchEngine, start_step: int, steps: int) -> tuple[float, fl
         rows += engine.run_step()
         engine.step += 1
     sec = (time.perf_counter() - t) / steps
-    s = engine.s
+    return sec, _flops(engine, rows)
+
+
+def _flops(engine: SearchEngine, rows: list[dict]) -> float:
     per_img = engine.costs.flops_target * np.mean([r["cost_ratio"] for r in rows])
-    imgs = 3 * s.batch_size + val_batch_size(engine.cfg)
-    return sec, per_img * imgs * len(engine.domains)
+    imgs = 3 * engine.s.batch_size + val_batch_size(engine.cfg)
+    return per_img * imgs * len(engine.domains)
+
+
+def _same_step(engines: list[SearchEngine], step: int) -> float:
+    """Largest loss/reward difference of one step run by engines built alike (grouped vs naive)."""
+    rows = []
+    for e in engines:
+        e.step = step
+        rows.append(e.run_step())
+    return max(abs(a[k] - b[k]) for a, b in zip(*rows) for k in ("loss", "reward", "accuracy"))
+
+
+def _settings(engine: SearchEngine, step: int, steps: int) -> dict[str, float]:
+    """s/step of the same sampled paths under other execution settings (alternated, best of `steps`)."""
+    threads = torch.get_num_threads()
+    cases = {f"channels-last, {threads} threads": (supernet.MEMORY_FORMAT, threads),
+             f"NCHW, {threads} threads": (torch.contiguous_format, threads),
+             "channels-last, 1 thread": (supernet.MEMORY_FORMAT, 1)}
+    engine.step = step
+    state = engine.rng.bit_generator.state
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    default_format = supernet.MEMORY_FORMAT
+    try:
+        for _ in range(steps + 1):
+            for name, (fmt, n) in cases.items():
+                supernet.MEMORY_FORMAT = fmt
+                torch.set_num_threads(n)
+                engine.rng.bit_generator.state = state
+                times[name].append(_timed(engine.run_step))
+    finally:
+        supernet.MEMORY_FORMAT = default_format
+        torch.set_num_threads(threads)
+    return {k: min(v[1:]) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=3)
-    args = p.parse_args(argv)
+    p.add_argument("--steps", type=int, default=2, help="timed steps per phase")
+    p.add_argument("--batch", type=int, default=32, help="search.batch_size (images per domain)")
+    p.add_argument("--val-mult", type=float, default=2.0, help="search.val_batch_multiplier")
+    args = p.parse_args(argv or [])  # `benchmarks.run` calls main() with defaults
     ref = matmul_gflops()
     with tempfile.TemporaryDirectory() as tmp:
         data, label = _dataset(Path(tmp))
         ds = PreparedDataset(data)
-        cfg = load_config(None, ["search.steps=400"])
+        cfg = load_config(None, ["search.steps=400", f"search.batch_size={args.batch}",
+                                 f"search.val_batch_multiplier={args.val_mult}"])
         domains = ds.subset(cfg.data.domains)
         space = build_space(cfg)
         print(f"data: {label} ({len(domains)} domains), batch {cfg.search.batch_size}/domain, "
-              f"{cfg.data.crop}px, torch threads {torch.get_num_threads()}, 2048^2 matmul {ref:.1f} GFLOP/s")
+              f"val batch {val_batch_size(cfg)}/domain, {cfg.data.crop}px, torch threads {torch.get_num_threads()}, "
+              f"2048^2 matmul {ref:.1f} GFLOP/s", flush=True)
         after = int(cfg.search.rl_delay_fraction * cfg.search.steps) + 1
+        configs = {g: cfg.model_copy(update={"search": cfg.search.model_copy(update={"grouped": g})})
+                   for g in (True, False)}
+        diff = max(_same_step([SearchEngine(configs[g], ds, domains, space) for g in (True, False)], step)
+                   for step in (0, after))
         results = {}
         for grouped in (True, False):
-            c = cfg.model_copy(update={"search": cfg.search.model_copy(update={"grouped": grouped})})
-            engine = SearchEngine(c, ds, domains, space)
+            engine = SearchEngine(configs[grouped], ds, domains, space)
             results[(grouped, "warmup")] = _phase(engine, 0, args.steps)
             results[(grouped, "uniform")] = _phase(engine, after, args.steps)
             _converge(engine, np.random.default_rng(0))
             results[(grouped, "converged")] = _phase(engine, after, args.steps)
+            print(f"grouped={grouped}: " + ", ".join(f"{k[1]} {v[0]:.2f} s/step" for k, v in results.items()
+                                                      if k[0] == grouped), flush=True)
+        settings = _settings(SearchEngine(configs[True], ds, domains, space), after, args.steps)
         imgs = len(domains) * (cfg.search.batch_size + val_batch_size(cfg))
         print(f"{'phase':10s} {'grouped s/step':>15s} {'naive s/step':>13s} {'speedup':>8s} {'img/s grouped':>14s} "
               f"{'GFLOP/s':>8s} {'of matmul':>9s}")
@@ -107,7 +157,11 @@ def main(argv: list[str] | None = None) -> None:
             gf = "-" if phase == "warmup" else f"{flops / g / 1e9:8.2f}"
             frac = "-" if phase == "warmup" else f"{flops / g / 1e9 / ref:9.1%}"
             print(f"{phase:10s} {g:15.3f} {n:13.3f} {n / g:7.2f}x {imgs / g:14.0f} {gf:>8s} {frac:>9s}")
+        print(f"grouped vs naive, one step from identical state (warm-up and uniform): max |difference| of loss/reward/accuracy {diff:.2e}")
+        print("uniform phase, grouped, same paths, other settings (best of alternated steps):")
+        for name, sec in settings.items():
+            print(f"  {name:30s} {sec:.3f} s/step")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,7 +1,8 @@
 """Training-step throughput of the merged model: routed execution vs per-domain calls, and the default config.
 
 Run: python -m benchmarks.run train, or python -m benchmarks.bench_train [--domains 10] [--batch 32] [--res 32] [--steps 5]
-Prints seconds per step and ratios measured in the same run (the CPU is shared, so compare ratios, not absolutes).
+Prints seconds per step and ratios measured in the same run (the CPU is shared, so compare ratios, not absolutes),
+and the routed step with NCHW activations (instead of channels-last) and with one intra-op thread.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import argparse
 import sys
 import time
 
+import mpnas  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads libgomp)
 import torch
 
 from mpnas.config import load_config
+from mpnas.models import multipath
 from mpnas.models.multipath import MultiPathNet
 from mpnas.space import SearchSpace
 
@@ -53,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     out = {"threads": torch.get_num_threads(), "routed_s_per_step": routed, "per_domain_s_per_step": per_domain,
            "routed_steps_per_s": 1 / routed, "routed_images_per_s": args.domains * args.batch / routed,
            "speedup_routed_vs_per_domain": per_domain / routed}
+    threads, default_format = torch.get_num_threads(), multipath.MEMORY_FORMAT
+    try:  # the routed step under other execution settings
+        multipath.MEMORY_FORMAT = torch.contiguous_format
+        out["routed_nchw_s_per_step"] = _time(lambda: update(model.forward_routed(xs)), args.steps)
+        multipath.MEMORY_FORMAT = default_format
+        torch.set_num_threads(1)
+        out["routed_1_thread_s_per_step"] = _time(lambda: update(model.forward_routed(xs)), args.steps)
+    finally:
+        multipath.MEMORY_FORMAT = default_format
+        torch.set_num_threads(threads)
     for k, v in out.items():
         print(f"{k:32s} {v:.3f}" if isinstance(v, float) else f"{k:32s} {v}")
     return 0

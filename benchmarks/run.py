@@ -25,7 +25,8 @@ def main(argv: list[str]) -> int:
     for name in selected:
         print(f"== bench {name} ==", flush=True)
         t0 = time.perf_counter()
-        rc = importlib.import_module(f"benchmarks.bench_{name}").main() or 0
+        result = importlib.import_module(f"benchmarks.bench_{name}").main()
+        rc = result if isinstance(result, int) else 0  # some benchmarks return their figures
         print(f"== bench {name} done in {time.perf_counter() - t0:.0f} s (rc={rc}) ==", flush=True)
         if rc:
             return int(rc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Iterable, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -76,19 +76,30 @@ def broadcast_parameters(module: nn.Module, src: int = 0) -> None:
             dist.broadcast(t.data, src)
 
 
-def all_reduce_gradients(module: nn.Module) -> None:
+def all_reduce_gradients(params: nn.Module | Iterable[nn.Parameter]) -> None:
     """Average gradients over ranks (call after backward, before the optimizer step). Parameters that got no
     gradient on a rank (a domain path not sampled there) contribute zeros, so every rank applies the same update."""
     info = current()
     if not info.enabled:
         return
-    for p in module.parameters():
+    for p in (params.parameters() if isinstance(params, nn.Module) else params):
         if not p.requires_grad:
             continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         p.grad.div_(info.world_size)
+
+
+def average_scalars(values: dict[str, float]) -> dict[str, float]:
+    """Mean of per-rank scalars (per-domain losses/accuracies), so that adaptive loss weights agree on all ranks."""
+    info = current()
+    if not info.enabled or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist())}
 
 
 def shard(x: torch.Tensor, info: Optional[DistInfo] = None) -> torch.Tensor:

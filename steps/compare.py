@@ -43,7 +43,7 @@ def compare(dataset: dict, reports_root: str, mpnas: dict, mpnas_uniform: dict, 
                                          "dvc_md5": dataset.get("dvc_md5")}}
     md = (f"# Method comparison (data `{dataset['content_hash'][:16]}`)\n\n" + comparison_markdown(table))
     out = write_report(reports_root, current_run_name(), files={"comparison.md": md, "report.md": md}, extra_dirs={},
-                       json_files={"comparison.json": result, "data_version.json": dataset})
+                       json_files={"comparison.json": result, "data_version.json": dataset}, latest=False)
     for name, metrics in table.items():
         tracking.log_metrics(metrics, prefix=f"compare/{name}/")
     tracking.set_tags({"method": "comparison", "dataset": dataset["path"].rsplit("/", 1)[-1],

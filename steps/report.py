@@ -33,8 +33,9 @@ def update_latest(reports_root: Path, target: Path) -> None:
 
 
 def write_report(reports_root: str | Path, run_name: str, files: dict[str, str], extra_dirs: dict[str, Path],
-                 json_files: dict[str, object]) -> Path:
-    """Write reports_root/run_name atomically: text files, copied directories' figures/manifests, and JSON."""
+                 json_files: dict[str, object], latest: bool = True) -> Path:
+    """Write reports_root/run_name atomically: text files, copied directories' figures/manifests, and JSON; with
+    `latest`, point reports_root/latest at it (main-pipeline runs only)."""
     root = Path(reports_root)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"reports root {root} exists and is not a directory")
@@ -52,7 +53,8 @@ def write_report(reports_root: str | Path, run_name: str, files: dict[str, str],
                     shutil.copy2(f, dst)
         for p in [tmp, *tmp.rglob("*")]:  # temp dirs/files are private (0700/0600); reports are for reading
             p.chmod(0o755 if p.is_dir() else 0o644)
-    update_latest(root, final)
+    if latest:
+        update_latest(root, final)
     return final
 
 
@@ -86,6 +88,9 @@ def report(config: dict, dataset: dict, sharing: dict, model: ModelDir, evaluati
         extra_dirs={"figures": Path(evaluation.path), "export": Path(mobile_export.path)},
         json_files={"metrics.json": evaluation.metrics(), "data_version.json": dataset,
                     "architecture.json": model.architecture(), "sharing.json": sharing})
+    # cached steps log nothing to this run's MLflow run: the report always carries the config and the headline metrics
+    tracking.log_config(cfg, "report")
+    tracking.log_metrics(evaluation.metrics(), prefix=f"eval/{method}/")
     tracking.set_tags({"method": method, "dataset": Path(dataset["path"]).name,
                        "data_hash": dataset["content_hash"][:16], "git_commit": commit})
     tracking.log_dir(out, "report")

@@ -115,17 +115,17 @@ def collect(target: str = "latest", model: str = "mpnas") -> dict:
     out["promotion"] = output("promote", "promotion") or output("register", "registration")
     out["report_dir"] = output("report", "report_dir") or None
     if mlflow_run is not None:
-        mlflow_run.update(_mlflow_details(mlflow_run["run_id"]))
+        mlflow_run.update(_mlflow_details(mlflow_run["run_id"], mlflow_run["tracking_uri"]))
     out["mlflow"] = mlflow_run
     out["code_commit"] = (mlflow_run or {}).get("tags", {}).get("git_commit")
     return out
 
 
-def _mlflow_details(run_id: str) -> dict:
+def _mlflow_details(run_id: str, tracking_uri: str) -> dict:
     import mlflow
 
     try:
-        r = mlflow.MlflowClient().get_run(run_id)
+        r = mlflow.MlflowClient(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")).get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - a missing MLflow store should not hide the ZenML lineage
         return {"error": str(exc)}
     return {"run_name": r.info.run_name, "experiment_id": r.info.experiment_id,

@@ -14,7 +14,8 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> dict:
     if reference.shape != candidate.shape:
         raise ValueError(f"logit shapes differ: eager {reference.shape}, export {candidate.shape}")
     return {"agreement": float((reference.argmax(1) == candidate.argmax(1)).mean()),
-            "max_abs_diff": float(np.abs(reference.astype(np.float64) - candidate).max())}
+            "max_abs_diff": float(np.abs(reference.astype(np.float64) - candidate).max()),
+            "max_abs_logit": float(np.abs(reference).max())}  # scale of the logits, to read max_abs_diff against
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

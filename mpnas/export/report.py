@@ -15,15 +15,15 @@ def render_markdown(report: dict) -> str:
              f"**Parity: {'OK' if report['parity_ok'] else 'FAILED'}** (fp32 exports vs eager PyTorch: top-1 "
              f"agreement >= {t['parity_min_agreement']}, max |logit diff| <= {t['parity_atol']})", "",
              "## Parity and accuracy per domain", "",
-             "| domain | split | images | runtime | top-1 agreement | max abs logit diff | ok | accuracy |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| domain | split | images | runtime | top-1 agreement | max abs logit diff | max abs logit | ok | accuracy |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for d, row in report["domains"].items():
         acc = row["accuracy"]
-        lines.append(f"| {d} | {row['split']} | {row['images']} | eager | - | - | - | {_fmt(acc.get('eager'))} |")
+        lines.append(f"| {d} | {row['split']} | {row['images']} | eager | - | - | - | - | {_fmt(acc.get('eager'))} |")
         for name, p in row["parity"].items():
             ok = "-" if p["ok"] is None else ("yes" if p["ok"] else "**NO**")
             lines.append(f"| {d} | {row['split']} | {row['images']} | {name} | {p['agreement']:.4f} | "
-                         f"{p['max_abs_diff']:.2e} | {ok} | {_fmt(acc.get(name))} |")
+                         f"{p['max_abs_diff']:.2e} | {p['max_abs_logit']:.2e} | {ok} | {_fmt(acc.get(name))} |")
     runtimes = sorted({n for row in report["domains"].values() for n in row["latency_ms"]})
     lines += ["", f"## Latency (batch {report['latency']['batch']}, median of {report['latency']['repeats']} runs, "
               f"ms, {report['latency']['torch_threads']} torch threads)", "",

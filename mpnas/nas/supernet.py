@@ -47,20 +47,39 @@ Op = Union[Choice, str]
 ZERO = Choice("zero")
 
 
+# Activations run in channels-last (NHWC) memory: oneDNN's depthwise and 1x1 convolutions are about twice as fast
+# on it as on NCHW on CPUs (benchmarks/bench_search.py measures it); tests/benchmarks may set this to
+# torch.contiguous_format to compare.
+MEMORY_FORMAT = torch.channels_last
+
+
 def grouped_batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int) -> torch.Tensor:
     """Stateless BN of `groups` equal batch segments of x, each with its own batch statistics.
 
-    The segments are folded into channels ((G*B, C) -> (B, G*C)) so one native batch-norm call normalises them all.
+    Channels-last input: every batch segment is itself a contiguous NHWC tensor, so each is normalised by its own
+    native call and the results concatenated (one copy). NCHW input: the segments are folded into channels
+    ((G*B, C) -> (B, G*C)) so one native call normalises them all.
     """
     if groups == 1:
         return F.batch_norm(x, None, None, weight, bias, True, 0.0, BN_EPS)
     n, c, h, w = x.shape
     if n % groups:
         raise ValueError(f"batch of {n} cannot be split into {groups} equal segments")
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.cat([F.batch_norm(part, None, None, weight, bias, True, 0.0, BN_EPS)
+                          for part in x.chunk(groups)])
     s = n // groups
     xt = x.view(groups, s, c, h, w).transpose(0, 1).reshape(s, groups * c, h, w)
     y = F.batch_norm(xt, None, None, weight.repeat(groups), bias.repeat(groups), True, 0.0, BN_EPS)
     return y.view(s, groups, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+
+
+def _mean(xs: list[torch.Tensor]) -> torch.Tensor:
+    """Mean of equally shaped tensors; unlike stack().mean(0) it keeps their memory format."""
+    total = xs[0]
+    for x in xs[1:]:
+        total = total + x
+    return total / len(xs)
 
 
 def _act(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +121,7 @@ class SuperConv(nn.Module):
 
     def forward(self, x: torch.Tensor, op: Op, groups: int = 1) -> torch.Tensor:
         if op == MIX:
-            return torch.stack([self._branch(x, k, groups) for k in self.layer.kernels]).mean(0)
+            return _mean([self._branch(x, k, groups) for k in self.layer.kernels])
         return self._branch(x, op.kernel, groups)
 
 
@@ -160,7 +179,7 @@ class SuperBottleneck(nn.Module):
 
     def _mix(self, x: torch.Tensor, groups: int) -> torch.Tensor:
         y = self._expand(x, self.max_hid, groups)
-        y = torch.stack([self._depthwise(y, k, groups) for k in self.layer.kernels]).mean(0)
+        y = _mean([self._depthwise(y, k, groups) for k in self.layer.kernels])
         opts = self.layer.se_options
         if True in opts:
             s = self.max_se
@@ -212,6 +231,7 @@ class SuperNet(nn.Module):
         grouped=True runs each distinct op of a layer once on the concatenated segments of the units that chose it
         (segments of one call must have equal size); grouped=False loops over the units.
         """
+        xs = [x.contiguous(memory_format=MEMORY_FORMAT) for x in xs]
         if not grouped:
             out = []
             for x, path in zip(xs, paths):

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from mpnas import distributed
 from mpnas.config import MpnasConfig, config_to_yaml, resolve_device
 from mpnas.data.loading import MultiDomainLoader
 from mpnas.data.prepared import PreparedDataset
@@ -132,7 +133,9 @@ class _Run:
                  device: torch.device):
         tc = cfg.train
         self.cfg, self.ds, self.model, self.domains, self.device = cfg, ds, model, domains, device
-        self.loader = MultiDomainLoader(ds, domains, "train", tc.batch_size, cfg.data, seed=cfg.seed, device=device)
+        # under torchrun each rank draws its own batch_size per domain (global batch = world size x batch_size)
+        self.loader = MultiDomainLoader(ds, domains, "train", tc.batch_size, cfg.data,
+                                        seed=cfg.seed + distributed.current().rank, device=device)
         self.weighting = build_weighting(tc.loss_weighting, domains, tc.steps)
         self.opt = build_optimizer(parameter_groups(model, tc.weight_decay, self.weighting.parameters()), tc)
         self.sched = build_scheduler(self.opt, tc.steps, tc.warmup_fraction)
@@ -174,6 +177,8 @@ class _Run:
         self.stopped_early = s["stopped_early"]
 
     def save_checkpoint(self, path: Path) -> None:
+        if not distributed.is_main():
+            return
         buf = io.BytesIO()
         torch.save(self.state_dict(), buf)
         atomic_write_bytes(path, buf.getvalue())
@@ -192,10 +197,13 @@ class _Run:
                                f"(lower train.lr or check the data)")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.all_reduce_gradients(self.model)  # no-ops without a process group (torchrun)
+        distributed.all_reduce_gradients(self.weighting.parameters())
         self.opt.step()
         self.sched.step()
         loss_f = {d: float(v.detach()) for d, v in losses.items()}
         acc_f = {d: float((logits[d].detach().argmax(1) == batch[d][1]).float().mean()) for d in logits}
+        loss_f, acc_f = distributed.average_scalars(loss_f), distributed.average_scalars(acc_f)
         self.weighting.update(self.step, loss_f, acc_f)
         self.step += 1
         row = {"step": self.step, "lr": lr, "loss": float(loss.detach())}
@@ -245,11 +253,13 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
     `share_nodes=False` trains the bundle of independent per-domain models (no tensor shared between domains).
     `on_log(row)` is called with each logged history row (every `log_every` steps and at evaluations)."""
     tc = cfg.train
+    distributed.init_from_env()  # joins the torchrun process group (gloo/NCCL); a no-op in a single process
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     ds = PreparedDataset(data_dir)
     domains = resolve_domains(cfg, ds, genotypes)
     device = resolve_device(tc.device)
     model = build_model(cfg, ds, genotypes, domains, share_nodes).to(device)
+    distributed.broadcast_parameters(model)
     _seed_everything(cfg.seed)
     run = _Run(cfg, ds, model, domains, device)
     ckpt = out_dir / CHECKPOINT
@@ -293,12 +303,13 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
                "steps_done": run.step, "steps_total": tc.steps, "stopped_early": run.stopped_early,
                "steps_per_s": steps_per_s, "device": str(device), "domains": domains, "share_nodes": share_nodes,
                "params_total": model.num_parameters(), "seed": cfg.seed}
-    save_model(model, out_dir, {**model_meta(cfg, ds, data_dir, domains), "train": summary})
-    buf = io.BytesIO()
-    history.to_parquet(buf, index=False)
-    atomic_write_bytes(out_dir / HISTORY, buf.getvalue())
-    atomic_write_text(out_dir / "train_config.yaml", config_to_yaml(cfg))
-    atomic_write_json(out_dir / "train_metrics.json", summary)
+    if distributed.is_main():  # every rank holds the same weights; one writes
+        save_model(model, out_dir, {**model_meta(cfg, ds, data_dir, domains), "train": summary})
+        buf = io.BytesIO()
+        history.to_parquet(buf, index=False)
+        atomic_write_bytes(out_dir / HISTORY, buf.getvalue())
+        atomic_write_text(out_dir / "train_config.yaml", config_to_yaml(cfg))
+        atomic_write_json(out_dir / "train_metrics.json", summary)
     if progress:
         print(f"[train] done: {run.step} steps, best mean val top-1 {run.best_metric:.4f} at step {run.best_step}; "
               f"wrote {out_dir}", file=sys.stdout, flush=True)

@@ -42,7 +42,7 @@ def test_combined_pte_is_smaller_than_single_method_files(exported):
     assert s["combined_pte_bytes"] < s["sum_single_bytes"]
     # the saving is the shared weights stored once, not just per-file overhead (the head alone is 64x256 floats)
     assert s["shared_weight_bytes"] > 64 * 256 * 4
-    assert s["saved_bytes"] >= s["shared_weight_bytes"]
+    assert s["saved_bytes"] >= 0.9 * s["shared_weight_bytes"]
     assert set(s["single_method_pte_bytes"]) == {"alpha", "beta-2"}
 
 

@@ -13,13 +13,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(tempfile.mkdtemp(prefix="mpnas-pipeline-tests-"))
+MLFLOW_URI = f"sqlite:///{STATE / 'mlruns' / 'mlflow.db'}"  # ZenML's tracker resets the env var after each step
 os.environ.update({
     "ZENML_CONFIG_PATH": str(STATE / "zen-config"),
     "ZENML_REPOSITORY_PATH": str(STATE / "zen-repo"),
     "ZENML_ANALYTICS_OPT_IN": "false",
     "ZENML_LOGGING_VERBOSITY": "WARN",
     "AUTO_OPEN_DASHBOARD": "false",
-    "MLFLOW_TRACKING_URI": f"sqlite:///{STATE / 'mlruns' / 'mlflow.db'}",
+    "MLFLOW_TRACKING_URI": MLFLOW_URI,
 })
 
 
@@ -36,6 +37,11 @@ def zenml_stack() -> Path:
     source_utils.set_custom_source_root(str(ROOT))
     ensure_local_stack()
     return STATE
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri() -> str:
+    return MLFLOW_URI
 
 
 @pytest.fixture(scope="session")
