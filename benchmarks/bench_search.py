@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import mpnas  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads libgomp)
 import torch
 
 from mpnas.config import load_config

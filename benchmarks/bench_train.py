@@ -11,7 +11,6 @@ import argparse
 import sys
 import time
 
-import mpnas  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads libgomp)
 import torch
 
 from mpnas.config import load_config

@@ -237,7 +237,7 @@ class SearchEngine:
         self.weighting.update(t, loss_f, train_acc)
 
         # rewards with the updated weights
-        with torch.no_grad():
+        with torch.inference_mode():  # rewards only need argmax; no autograd bookkeeping
             vout = self._forward(self.val_loader.next_batch(), ops)
         rewards: dict[str, list[tuple[float, float, float, float]]] = {}
         for d in self.domains:
