@@ -161,10 +161,11 @@ class SearchConfig(_Strict):
     batch_size: int = Field(32, ge=2, description="training images per domain per step")
     val_batch_multiplier: float = Field(2.0, gt=0, description="reward batch = multiplier x batch_size")
     paths_per_domain: int = Field(1, ge=1, description="K paths sampled per domain per step")
-    optimizer: Literal["sgd", "rmsprop", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(4e-5, ge=0)
+    optimizer: Literal["sgd", "rmsprop", "adamw"] = Field(
+        "adamw", description="adamw learns fastest in short CPU runs (measured: BENCHMARKS.md / issue notes)")
+    lr: float = Field(3e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd/rmsprop only")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled for adamw; L2 for sgd/rmsprop")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     lr_warmup_fraction: float = Field(0.025, ge=0, lt=1)
     rl_lr: float = Field(3e-3, gt=0)
@@ -203,10 +204,11 @@ class SearchConfig(_Strict):
 class TrainConfig(_Strict):
     steps: int = Field(600, ge=1)
     batch_size: int = Field(32, ge=2, description="images per domain per step")
-    optimizer: Literal["sgd", "rmsprop", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(4e-5, ge=0)
+    optimizer: Literal["sgd", "rmsprop", "adamw"] = Field(
+        "adamw", description="adamw learns fastest in short CPU runs (measured: BENCHMARKS.md / issue notes)")
+    lr: float = Field(3e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd/rmsprop only")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled for adamw; L2 for sgd/rmsprop")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     warmup_fraction: float = Field(0.025, ge=0, lt=1)
     dropout: float = Field(0.2, ge=0, lt=1)

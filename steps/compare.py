@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 from zenml import step
 
+from mpnas.evaluation.comparison import accuracy_cost_figure, compare_methods
+from mpnas.evaluation.comparison import comparison_markdown as summary_markdown
 from pipelines.stack import TRACKER
 from steps import tracking
 from steps.report import write_report
@@ -39,11 +43,17 @@ def compare(dataset: dict, reports_root: str, mpnas: dict, mpnas_uniform: dict, 
     """{"methods": {name: metrics.json}} plus comparison.md, written to reports/<run>/ and logged to MLflow."""
     table = {"mpnas": mpnas, "mpnas_uniform": mpnas_uniform, "independent_nas": independent_nas,
              "multi_head_nas": multi_head_nas, "single_path_multi_head": single_path_multi_head}
-    result = {"methods": table, "data": {"path": dataset["path"], "content_hash": dataset["content_hash"],
-                                         "dvc_md5": dataset.get("dvc_md5")}}
-    md = (f"# Method comparison (data `{dataset['content_hash'][:16]}`)\n\n" + comparison_markdown(table))
-    out = write_report(reports_root, current_run_name(), files={"comparison.md": md, "report.md": md}, extra_dirs={},
-                       json_files={"comparison.json": result, "data_version.json": dataset}, latest=False)
+    summary = compare_methods(table)
+    result = {"methods": table, "summary": summary,
+              "data": {"path": dataset["path"], "content_hash": dataset["content_hash"],
+                       "dvc_md5": dataset.get("dvc_md5")}}
+    md = (f"# Method comparison (data `{dataset['content_hash'][:16]}`)\n\n" + comparison_markdown(table) + "\n"
+          + summary_markdown(summary) + "\n![accuracy against cost](figures/accuracy_vs_cost.png)\n")
+    with tempfile.TemporaryDirectory() as figs:
+        accuracy_cost_figure(summary, Path(figs) / "accuracy_vs_cost.png")
+        out = write_report(reports_root, current_run_name(), files={"comparison.md": md, "report.md": md},
+                           extra_dirs={"figures": Path(figs)},
+                           json_files={"comparison.json": result, "data_version.json": dataset}, latest=False)
     for name, metrics in table.items():
         tracking.log_metrics(metrics, prefix=f"compare/{name}/")
     tracking.set_tags({"method": "comparison", "dataset": dataset["path"].rsplit("/", 1)[-1],

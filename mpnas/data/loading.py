@@ -206,5 +206,5 @@ def iterate_split(ds: PreparedDataset, domain: str, split: str, batch_size: int,
     n = len(labels) if limit is None else min(limit, len(labels))
     for i in range(0, n, batch_size):
         j = min(n, i + batch_size)
-        x = torch.from_numpy(np.asarray(images[i:j])).to(device)
+        x = torch.from_numpy(np.array(images[i:j])).to(device)
         yield center_crop(norm(x), crop).contiguous(), torch.from_numpy(labels[i:j]).to(device)

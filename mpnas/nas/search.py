@@ -48,6 +48,7 @@ from mpnas.nas.controller import Controller, op_warmup_prob, rl_lr_at, rl_optimi
 from mpnas.nas.reward import CostModel, EmaBaseline, path_reward
 from mpnas.nas.supernet import MIX, SuperNet
 from mpnas.space import Genotype, SearchSpace, genotypes_from_json, genotypes_to_json
+from mpnas.training.optim import build_optimizer
 from mpnas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mpnas.weighting import build_weighting
 
@@ -124,14 +125,9 @@ def _fingerprint(cfg: MpnasConfig) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------- engine
 def _make_optimizer(params_decay: list, params_plain: list, cfg: MpnasConfig) -> torch.optim.Optimizer:
-    s = cfg.search
-    groups = [{"params": params_decay, "weight_decay": s.weight_decay},
+    groups = [{"params": params_decay, "weight_decay": cfg.search.weight_decay},
               {"params": params_plain, "weight_decay": 0.0}]
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum)
-    if s.optimizer == "rmsprop":  # TuNAS: decay 0.9, momentum 0.9, eps 1.0
-        return torch.optim.RMSprop(groups, lr=s.lr, alpha=0.9, momentum=s.momentum, eps=1.0)
-    return torch.optim.AdamW(groups, lr=s.lr)
+    return build_optimizer(groups, cfg.search)
 
 
 class SearchEngine:

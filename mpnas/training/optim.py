@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from mpnas.config import TrainConfig
+from mpnas.config import SearchConfig, TrainConfig
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, extra: Iterable[nn.Parameter] = ()) -> list[dict]:
@@ -28,7 +28,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, extra: Iterable[nn.P
             {"params": no_decay + list(extra), "weight_decay": 0.0}]
 
 
-def build_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(groups: list[dict], cfg: TrainConfig | SearchConfig) -> torch.optim.Optimizer:
     """sgd: momentum SGD; rmsprop: the TuNAS settings (decay 0.9, epsilon 1.0); adamw: decoupled decay."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
