@@ -3,14 +3,13 @@ pooling are not counted, matching `SearchSpace.path_flops`), unique parameters, 
 
 from __future__ import annotations
 
-import statistics
-import time
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mpnas.models.multipath import MultiPathNet
+from mpnas.utils.timing import median_latency_ms
 
 
 def _count(fn) -> int:
@@ -56,11 +55,4 @@ def union_flops(model: MultiPathNet) -> int:
 def cpu_latency_ms(module: nn.Module, input_size: int, repeats: int, warmup: int) -> float:
     """Median wall time of one batch-1 forward on the CPU (the module must already be on the CPU, in eval mode)."""
     x = torch.randn(1, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    for _ in range(warmup):
-        module(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        module(x)
-        times.append((time.perf_counter() - t) * 1000.0)
-    return float(statistics.median(times))
+    return median_latency_ms(lambda: module(x), repeats, warmup)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import Callable
 
 import numpy as np
+
+from mpnas.utils.timing import median_latency_ms
 
 
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict:
@@ -24,11 +24,4 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def latency_ms(run: Callable[[np.ndarray], object], x1: np.ndarray, repeats: int, warmup: int = 5) -> float:
     """Median wall time of `run(x1)` in milliseconds over `repeats` calls after `warmup` calls."""
-    for _ in range(warmup):
-        run(x1)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        run(x1)
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+    return median_latency_ms(lambda: run(x1), repeats, warmup)

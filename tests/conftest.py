@@ -1,4 +1,4 @@
-"""A tiny search space (two stages, narrow widths, 16 px) so merged-model tests run in seconds."""
+"""Shared fixtures: a tiny search space (two stages, narrow widths, 16 px) so model tests run in seconds."""
 
 import pytest
 
@@ -13,3 +13,8 @@ TINY = ["space.preset=null", "space.stem_width=8", "space.stem_stride=2", "space
 @pytest.fixture
 def tiny_cfg():
     return load_config(None, TINY)
+
+
+@pytest.fixture
+def tiny_overrides():
+    return list(TINY)
