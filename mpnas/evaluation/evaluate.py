@@ -13,7 +13,6 @@ params_total and flops_union are the sums over the bundle.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +27,7 @@ from mpnas.evaluation.metrics import decathlon_score, official_e_max, reference_
 from mpnas.evaluation.report import render_report
 from mpnas.models.multipath import WEIGHTS_FILE, load_model
 from mpnas.models.sharing import jaccard_matrix, mean_off_diagonal, sharing_report
-from mpnas.utils.io import atomic_write_json, atomic_write_text
+from mpnas.utils.io import atomic_write_json, atomic_write_text, read_json
 
 
 def file_sha256(path: Path) -> str:
@@ -50,12 +49,7 @@ def _e_max(domains: list[str], cfg: EvaluateConfig) -> tuple[Optional[dict[str, 
         return official, "official Visual Decathlon baselines (NIPS'17 Finetune accuracies), E_max = 2 x error"
     if cfg.reference_metrics is not None:
         path = Path(cfg.reference_metrics)
-        if not path.is_file():
-            raise FileNotFoundError(f"evaluate.reference_metrics: {path} not found")
-        try:
-            ref = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        ref = read_json(path, "set by evaluate.reference_metrics")
         return reference_e_max(ref, domains, str(path)), f"E_max = 2 x the test error of the reference {path}"
     return None, "not computed: the domains are not the official decathlon ones and no reference metrics were given"
 

@@ -4,8 +4,9 @@ points) and what it was made from (source model hash, genotypes, file hashes).""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
+
+from mpnas.utils.io import read_json
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "mpnas.export/1"
@@ -39,10 +40,7 @@ def find_manifest(path: str | Path) -> Path:
 
 def read_manifest(path: str | Path) -> dict:
     path = find_manifest(path)
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_json(path)
     if doc.get("format") != FORMAT:
         raise ValueError(f"{path}: format {doc.get('format')!r}, expected {FORMAT!r}")
     for field in ("domains", "input", "files"):

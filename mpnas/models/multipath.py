@@ -13,7 +13,6 @@ sums over the bundle while training, saving and evaluation use the same code.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +23,7 @@ from torch import nn
 from mpnas.config import SpaceConfig
 from mpnas.models.blocks import BnMode, Head, build_block
 from mpnas.space import Choice, Genotype, SearchSpace
-from mpnas.utils.io import atomic_write_bytes, atomic_write_json
+from mpnas.utils.io import atomic_write_bytes, atomic_write_json, read_json
 
 SHARED_HEAD = "shared"
 # Activations of forward/forward_routed run in channels-last (NHWC) memory: oneDNN's depthwise and 1x1 convolutions
@@ -228,12 +227,7 @@ def save_model(model: MultiPathNet, model_dir: str | Path, extra_meta: Optional[
 
 def read_architecture(model_dir: str | Path) -> dict:
     path = Path(model_dir) / ARCH_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no architecture.json (is {model_dir} a model directory from `mpnas train`?)")
-    try:
-        arch = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    arch = read_json(path, f"is {model_dir} a model directory from `mpnas train`?")
     if arch.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path}: format {arch.get('format')!r}, expected {MODEL_FORMAT!r}")
     return arch

@@ -60,3 +60,14 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json(path: str | Path, missing_hint: str = "") -> Any:
+    """Parse a JSON file; a missing file or bad JSON raises an error naming the path (and a hint on what to do)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found{' (' + missing_hint + ')' if missing_hint else ''}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
