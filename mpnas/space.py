@@ -372,10 +372,18 @@ def genotypes_from_json(text: str, source: str = "<genotypes>") -> dict[str, Gen
         raise ValueError(f"{source}: not valid JSON ({exc})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("genotypes"), dict):
         raise ValueError(f"{source}: expected an object with a 'genotypes' mapping of domain -> list of block strings")
+    try:
+        return genotypes_from_strings(doc["genotypes"])
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from exc
+
+
+def genotypes_from_strings(mapping: dict[str, list[str]]) -> dict[str, Genotype]:
+    """domain -> block strings to domain -> Genotype; an error names `genotypes.<domain>`."""
     out = {}
-    for d, items in doc["genotypes"].items():
+    for d, items in mapping.items():
         try:
             out[d] = Genotype.from_strings(items)
         except ValueError as exc:
-            raise ValueError(f"{source}: genotypes.{d}: {exc}") from exc
+            raise ValueError(f"genotypes.{d}: {exc}") from exc
     return out

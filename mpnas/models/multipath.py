@@ -22,7 +22,7 @@ from torch import nn
 
 from mpnas.config import SpaceConfig
 from mpnas.models.blocks import BnMode, Head, build_block
-from mpnas.space import Choice, Genotype, SearchSpace
+from mpnas.space import Choice, Genotype, SearchSpace, genotypes_from_strings
 from mpnas.utils.io import atomic_write_bytes, atomic_write_json, read_json
 
 SHARED_HEAD = "shared"
@@ -238,12 +238,7 @@ def model_from_architecture(arch: dict, source: str = ARCH_FILE) -> MultiPathNet
     try:
         space_cfg = SpaceConfig.model_validate(arch["space"])
         space = SearchSpace.from_config(space_cfg, int(arch["input_size"]))
-        genotypes = {}
-        for d, items in arch["genotypes"].items():
-            try:
-                genotypes[d] = Genotype.from_strings(items)
-            except ValueError as exc:
-                raise ValueError(f"genotypes.{d}: {exc}") from None
+        genotypes = genotypes_from_strings(arch["genotypes"])
         num_classes = {d: int(info["num_classes"]) for d, info in arch["domains"].items()}
         return MultiPathNet(space, genotypes, num_classes, arch["bn_mode"], float(arch["dropout"]),
                             bool(arch.get("share_nodes", True)), space_cfg)
