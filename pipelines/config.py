@@ -52,11 +52,6 @@ def sections(cfg: MpnasConfig, *names: str) -> dict[str, Any]:
     return {k: dump[k] for k in ("name", "seed", *names)}
 
 
-def rebuild(partial: dict[str, Any]) -> MpnasConfig:
-    """A full MpnasConfig from a `sections` dump (the other sections at their defaults)."""
-    return MpnasConfig.model_validate(partial)
-
-
 def read_run_config(path: str | Path) -> dict[str, Any]:
     """The mpnas mapping inside a run-config file (for `mpnas` CLI tools that read configs/*.yaml)."""
     path = Path(path)

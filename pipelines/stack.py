@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from steps._support import TRACKER
+
 ROOT = Path(__file__).resolve().parents[1]
-TRACKER = "mlflow_local"
 STACK = "mpnas_local"
 
 

@@ -7,9 +7,8 @@ from typing import Annotated, Tuple
 
 from zenml import step
 
-from pipelines.config import rebuild
-from pipelines.stack import TRACKER
 from steps import tracking
+from steps._support import TRACKER, rebuild
 from steps.artifacts import EvalDir, ExportDir, ModelDir
 from steps.workdirs import keyed_dir
 

@@ -18,9 +18,8 @@ from mpnas.data.loading import domain_probabilities
 from mpnas.data.prepared import DatasetError, PreparedDataset
 from mpnas.data.version import dvc_lock_entry
 from mpnas.utils.io import atomic_write_text
-from pipelines.config import rebuild
-from pipelines.stack import TRACKER
 from steps import tracking
+from steps._support import TRACKER, rebuild
 
 DVC = str(Path(sys.executable).parent / "dvc")
 

@@ -15,9 +15,8 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.enums import ModelStages
 
-from pipelines.config import rebuild
-from pipelines.stack import TRACKER
 from steps import tracking
+from steps._support import TRACKER, rebuild
 from steps.artifacts import ModelDir
 
 MODEL_NAME = "mpnas"

@@ -13,9 +13,8 @@ from zenml import step
 
 from mpnas.config import config_to_yaml
 from mpnas.utils.io import atomic_dir, atomic_write_json, atomic_write_text
-from pipelines.config import rebuild
-from pipelines.stack import TRACKER
 from steps import tracking
+from steps._support import TRACKER, rebuild
 from steps.artifacts import EvalDir, ExportDir, ModelDir
 from steps.workdirs import current_run_name
 

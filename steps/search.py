@@ -8,9 +8,8 @@ from zenml import step
 
 from mpnas.models.sharing import sharing_markdown, sharing_report
 from mpnas.space import Genotype
-from pipelines.config import rebuild
-from pipelines.stack import TRACKER
 from steps import tracking
+from steps._support import TRACKER, rebuild
 from steps.artifacts import SearchRun
 from steps.workdirs import keyed_dir
 

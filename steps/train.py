@@ -6,9 +6,8 @@ from typing import Annotated
 
 from zenml import log_metadata, step
 
-from pipelines.config import rebuild
-from pipelines.stack import TRACKER
 from steps import tracking
+from steps._support import TRACKER, rebuild
 from steps.artifacts import ModelDir
 from steps.search import to_genotypes
 from steps.workdirs import keyed_dir
