@@ -10,6 +10,7 @@ from typing import Optional
 
 from mpnas import __version__
 from mpnas.config import ConfigError
+from mpnas.utils.io import OutputLockedError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, OSError, OutputLockedError) as exc:  # OSError: a file in the way, a full disk, permissions
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -1,17 +1,73 @@
-"""Options shared by several subcommands."""
+"""Options and guards shared by several subcommands."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator, Optional
 
-from mpnas.config import MpnasConfig, load_config
+from pydantic import ValidationError
+
+from mpnas.config import ConfigError, MpnasConfig, _format_errors, apply_overrides, load_config, read_yaml
+from mpnas.utils.io import check_out_path, output_lock, refuse_nonempty, refuse_overlap
+
+# Top-level keys that mark a ZenML run configuration (configs/*.yaml) rather than a plain mpnas config.
+RUN_CONFIG_KEYS = {"run_name", "parameters", "enable_cache", "enable_artifact_metadata", "enable_artifact_visualization",
+                   "enable_step_logs", "enable_pipeline_logs", "settings", "steps", "schedule", "model", "extra",
+                   "build", "config_path", "tags", "retry", "failure_hook_source", "success_hook_source",
+                   "substitutions", "cache_policy", "environment", "secrets"}
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", help="YAML config file (default: built-in defaults)")
+    p.add_argument("-c", "--config", help="YAML config file: a plain mpnas config (sections data, space, search, "
+                                          "...) or a pipeline run config from configs/ (its parameters.config is "
+                                          "used); default: built-in defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field by dotted name, e.g. --set train.steps=3 (repeatable)")
 
 
+def load_any_config(path: Optional[str | Path], overrides: list[str]) -> MpnasConfig:
+    """A plain mpnas config, or the `parameters.config` (or `parameters.config_path`) of a pipeline run config."""
+    if path is None:
+        return load_config(None, overrides)
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict) or not (set(raw) & RUN_CONFIG_KEYS):
+        return load_config(path, overrides)
+    params = raw.get("parameters")
+    if not isinstance(params, dict) or not ({"config", "config_path"} & set(params)):
+        raise ConfigError(f"{path}: a pipeline run config without parameters.config (or parameters.config_path); "
+                          f"put the mpnas sections under parameters.config as in configs/default.yaml")
+    all_overrides = [*(params.get("overrides") or []), *overrides]
+    if params.get("config_path") is not None:
+        inner = Path(params["config_path"])
+        return load_config(inner if inner.is_absolute() or inner.is_file() else path.parent / inner, all_overrides)
+    mpnas_raw: Any = params["config"]
+    if not isinstance(mpnas_raw, dict):
+        raise ConfigError(f"{path}: parameters.config must be a mapping of sections (data, search, train, ...)")
+    source = str(path) + (" with --set " + " ".join(overrides) if overrides else "")
+    raw_cfg = apply_overrides(dict(mpnas_raw), all_overrides) if all_overrides else mpnas_raw
+    try:
+        return MpnasConfig.model_validate(raw_cfg)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source).replace("\n  ", "\n  parameters.config.")) from None
+
+
 def config_from_args(args: argparse.Namespace) -> MpnasConfig:
-    return load_config(args.config, args.overrides)
+    return load_any_config(args.config, args.overrides)
+
+
+@contextlib.contextmanager
+def writing(out: str | Path, overwrite: bool = False, resume: Optional[bool] = None,
+            **inputs: Optional[str | Path]) -> Iterator[Path]:
+    """Guard a command that writes `out`: refuse an `out` that overlaps an input (naming both), lies under a file,
+    or (when `resume` is given: search/train) holds an earlier run; then hold the output lock until the end."""
+    refuse_overlap(out, **inputs)
+    check_out_path(out)
+    with output_lock(out) as lock:
+        if resume is not None:
+            refuse_nonempty(out, overwrite, resume)
+        yield lock

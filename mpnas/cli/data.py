@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mpnas.cli._common import add_config_args, config_from_args
+from mpnas.cli._common import add_config_args, config_from_args, writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,16 +71,19 @@ def _prepare(args: argparse.Namespace) -> int:
              "searchval_fraction": args.searchval_fraction, "on_bad_image": args.on_bad_image, "seed": args.seed,
              "max_train_per_domain": args.max_train_per_domain}
     overrides = {k: v for k, v in flags.items() if v is not None}
-    prepare_from_config(cfg, args.out, overwrite=args.overwrite, scale=args.scale, workers=args.workers,
-                        log=lambda s: print(s, flush=True), **overrides)
+    out = args.out if args.out is not None else cfg.prepared_dir
+    with writing(out, root=overrides.get("root", cfg.root)):
+        prepare_from_config(cfg, out, overwrite=args.overwrite, scale=args.scale, workers=args.workers,
+                            log=lambda s: print(s, flush=True), **overrides)
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
     from mpnas.data.embedded import generate_embedded
 
-    generate_embedded(args.out, seed=args.seed, size=args.size, scale=args.scale, domains=_domains(args.domains),
-                      workers=args.workers, overwrite=args.overwrite, log=lambda s: print(s, flush=True))
+    with writing(args.out):
+        generate_embedded(args.out, seed=args.seed, size=args.size, scale=args.scale, domains=_domains(args.domains),
+                          workers=args.workers, overwrite=args.overwrite, log=lambda s: print(s, flush=True))
     return 0
 
 

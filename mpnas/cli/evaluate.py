@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mpnas.cli._common import add_config_args, config_from_args
+from mpnas.cli._common import add_config_args, config_from_args, writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args).evaluate
     if args.reference:
         cfg = cfg.model_copy(update={"reference_metrics": args.reference})
-    m = evaluate_model(args.model, args.data, args.out, cfg, method=args.method, dataset_name=args.dataset)
+    with writing(args.out, model=args.model, data=args.data, reference=args.reference):
+        m = evaluate_model(args.model, args.data, args.out, cfg, method=args.method, dataset_name=args.dataset)
     score = "n/a" if m["decathlon_score"] is None else f"{m['decathlon_score']:.1f}"
     test = "n/a" if m["mean_top1_test"] is None else f"{100 * m['mean_top1_test']:.2f}%"
     print(f"mean top-1 val {100 * m['mean_top1_val']:.2f}%, test {test}; params {m['params_total']:,}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mpnas.cli._common import add_config_args, config_from_args
+from mpnas.cli._common import add_config_args, config_from_args, writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +42,9 @@ def _run(args: argparse.Namespace) -> int:
         update["formats"] = formats
     if update:
         cfg = type(cfg).model_validate({**cfg.model_dump(), **update})
-    report = export_model(args.model, args.out, cfg, data_dir=args.data, progress=not args.quiet,
-                          overwrite=args.overwrite)
+    with writing(args.out, model=args.model, data=args.data):
+        report = export_model(args.model, args.out, cfg, data_dir=args.data, progress=not args.quiet,
+                              overwrite=args.overwrite)
     for d, row in report["domains"].items():
         parts = [f"{n} agree={p['agreement']:.4f} maxdiff={p['max_abs_diff']:.1e}" for n, p in row["parity"].items()]
         print(f"{d}: " + "; ".join(parts))

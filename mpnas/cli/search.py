@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mpnas.cli._common import add_config_args, config_from_args
+from mpnas.cli._common import add_config_args, config_from_args, writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.add_argument("--data", help="prepared dataset directory (default: data.prepared_dir of the config)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present (the same "
+                                                         "config and data are required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new search in a non-empty OUT, replacing its files (refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no per-step progress lines")
     p.set_defaults(func=_run)
 
@@ -26,7 +29,8 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     data = args.data or cfg.data.prepared_dir
-    result = run_search(cfg, data, args.out, resume=args.resume, progress=not args.quiet)
+    with writing(args.out, args.overwrite, args.resume, data=data):
+        result = run_search(cfg, data, args.out, resume=args.resume, progress=not args.quiet)
     s = result.summary
     rate = f", {s['steps_per_s']:.2f} step/s" if s.get("steps_per_s") else ""
     print(f"{s['mode']}: {s['steps']} steps{rate}, {s['distinct_paths']} distinct path(s) -> {args.out}")

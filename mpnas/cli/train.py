@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mpnas.cli._common import add_config_args, config_from_args
+from mpnas.cli._common import add_config_args, config_from_args, writing
 from mpnas.space import genotypes_from_json
 
 
@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="prepared dataset directory")
     p.add_argument("--genotypes", required=True, help="genotypes.json (domain -> block strings)")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present (the same "
+                                                         "config, genotypes and data are required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train anew in a non-empty OUT, replacing its files (refused otherwise)")
     p.add_argument("--no-share", action="store_true",
                    help="give every domain its own copy of every node and head (the independent bundle baseline)")
     p.add_argument("--quiet", action="store_true", help="no per-step progress lines")
@@ -33,7 +36,8 @@ def _run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"--genotypes {path}: file not found")
     genotypes = genotypes_from_json(path.read_text(), str(path))
-    result = train_model(cfg, args.data, genotypes, args.out, resume=args.resume, progress=not args.quiet,
-                         share_nodes=not args.no_share)
+    with writing(args.out, args.overwrite, args.resume, data=args.data, genotypes=path):
+        result = train_model(cfg, args.data, genotypes, args.out, resume=args.resume, progress=not args.quiet,
+                             share_nodes=not args.no_share)
     print(f"best mean val top-1 {result.best_mean_val:.4f} at step {result.best_step}; model in {result.model_dir}")
     return 0

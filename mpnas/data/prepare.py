@@ -11,6 +11,8 @@ lists them in stats.json.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shutil
 import tempfile
 import time
 import zlib
@@ -27,12 +29,13 @@ from mpnas.data.imagefolder import read_imagefolder
 from mpnas.data.images import DecodeResult, decode_many
 from mpnas.data.prepared import DatasetError, channel_stats, write_meta
 from mpnas.data.sources import SourceDomain, SourceItem
-from mpnas.utils.io import atomic_dir, atomic_write_json
+from mpnas.utils.io import DiskFullError, atomic_dir, atomic_write_json, disk_full, is_disk_full, refuse_overlap
 
 Source = Literal["embedded", "decathlon", "imagefolder"]
 OUT_SPLITS = ("train", "searchval", "val", "test")
 CHUNK = 256
 PARALLEL_MIN_ITEMS = 1500  # below this, a process pool costs more than it saves
+MAX_SIZE = 512  # as DataConfig.size: arrays are stored uncompressed (N x S x S x 3 bytes) and decoded in memory
 
 
 # ------------------------------------------------------------------------------------------------- split logic
@@ -89,6 +92,35 @@ def _decode(items: list[SourceItem], size: int, pool: Optional[Executor]) -> Ite
         yield from chunk
 
 
+def _reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A writable .npy memmap whose blocks are allocated up front: a full disk then fails here with ENOSPC (an
+    error we can report) instead of killing the process with SIGBUS when a page of a sparse file is written."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    nbytes = os.path.getsize(path)
+    if nbytes:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except OSError as exc:
+            del array
+            raise disk_full(exc, path) if is_disk_full(exc) else exc
+        finally:
+            os.close(fd)
+    return array
+
+
+def _check_free_space(out: Path, needed: int) -> None:
+    """Refuse before writing when the arrays alone cannot fit on the output's file system."""
+    probe = out.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise DiskFullError(28, f"{out}: the prepared arrays need about {needed / 2**20:,.0f} MiB but "
+                                f"{probe} has {free / 2**20:,.0f} MiB free; free some space, lower --size or "
+                                f"choose another --out")
+
+
 class _SplitWriter:
     """Writes one split's images straight into a .npy memmap (no full copy in RAM), compacting skipped slots."""
 
@@ -97,7 +129,7 @@ class _SplitWriter:
         self.path = root / domain / f"{split}.images.npy"
         self.labels_path = root / domain / f"{split}.labels.npy"
         self.size = size
-        self.array = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+        self.array = _reserved_memmap(self.path, (n, size, size, 3))
         self.count = 0
 
     def add(self, image: np.ndarray) -> None:
@@ -107,8 +139,7 @@ class _SplitWriter:
     def close(self, labels: list[int]) -> np.ndarray:
         if self.count < len(self.array):
             tmp = self.path.with_suffix(".tmp.npy")
-            small = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                              shape=(self.count, self.size, self.size, 3))
+            small = _reserved_memmap(tmp, (self.count, self.size, self.size, 3))
             small[:] = self.array[:self.count]
             small.flush()
             del small
@@ -149,9 +180,14 @@ def prepare(source: Source, out: str | Path, root: Optional[str | Path] = None, 
         raise ValueError(f"searchval fraction must be in (0, 0.5), got {searchval_fraction}")
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")
+    if size > MAX_SIZE:
+        raise ValueError(f"size {size} is above {MAX_SIZE}: images are stored uncompressed (N x size x size x 3 "
+                         f"bytes) and decoded in memory, so larger sizes do not fit; the search spaces use 32-224 px")
     if on_bad_image not in ("error", "skip"):
         raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
     out = Path(out)
+    if root is not None:
+        refuse_overlap(out, root=root)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists: choose another path or pass --overwrite")
     t0 = time.perf_counter()
@@ -203,6 +239,7 @@ def _prepare_listed(listed: list[SourceDomain], source: str, out: Path, size: in
                 if it.problem and on_bad_image == "error":
                     raise DatasetError(f"{it.entry}: {it.problem}")
     total = sum(len(v) for p in plan.values() for v in p.values())
+    _check_free_space(out, total * size * size * 3)
     use_pool = workers > 1 and total >= PARALLEL_MIN_ITEMS
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if use_pool else None
     rows: list[dict] = []
