@@ -18,8 +18,30 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the file and the field."""
 
 
+# Upper bounds on sizes that cannot fit: refused at validation, before anything is allocated, with the reason.
+# A step holds batch_size images of every domain (and the reward batch) plus their activations in memory.
+MAX_BATCH = 4096
+_UPPER_BOUNDS = {
+    "batch_size": (MAX_BATCH, f"a step holds batch_size images per domain and their activations in memory; above "
+                              f"{MAX_BATCH} it cannot fit in the memory of a typical machine"),
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_ints_and_bounded(cls, v: Any, info: Any) -> Any:
+        """`steps: true` must not become 1; batch sizes that cannot fit are refused with the reason."""
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and field.annotation in (int, Optional[int]):
+            if isinstance(v, bool):
+                raise ValueError(f"expected an integer, got the boolean {str(v).lower()}")
+            bound = _UPPER_BOUNDS.get(info.field_name)
+            if bound is not None and isinstance(v, int) and v > bound[0]:
+                raise ValueError(f"{v} is above the upper bound {bound[0]}: {bound[1]}")
+        return v
 
 
 # --------------------------------------------------------------------------------------------------------- data
@@ -299,6 +321,20 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; non-UTF-8 text, bad YAML and an empty file are errors naming the file."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is None:
+        raise ConfigError(f"{path}: the file is empty; write at least one section (see `mpnas config show`), or "
+                          f"omit -c to use the defaults")
+    return loaded
+
+
 def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> MpnasConfig:
     """Load and validate a config file (or the defaults) with dotted overrides; raise ConfigError on any problem."""
     raw: dict[str, Any] = {}
@@ -308,12 +344,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
+        loaded = read_yaml(path)
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections (data, search, train, ...)")
         raw = loaded

@@ -292,6 +292,7 @@ class SearchEngine:
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "mode": self.s.mode, "domains": self.domains, "config": _fingerprint(self.cfg),
+                "data_hash": self.ds.content_hash,
                 "nets": self.nets.state_dict(), "classifiers": self.classifiers.state_dict(),
                 "controllers": self.controllers.state_dict(), "baselines": [b.state_dict() for b in self.baselines],
                 "optimizer": self.optimizer.state_dict(), "rl_optimizer": self.rl_optimizer.state_dict(),
@@ -444,7 +445,8 @@ def run_search(cfg: MpnasConfig, data_dir: str | Path, out_dir: str | Path, resu
         history = pd.DataFrame({"step": pd.Series(dtype="int64"), "domain": pd.Series(dtype="str")})
         summary = _summary(cfg, space, genotypes, history, 0.0, ds.content_hash)
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(checkpoint, {"mode": "fixed", "step": 0, "domains": domains, "config": _fingerprint(cfg)})
+        save_checkpoint(checkpoint, {"mode": "fixed", "step": 0, "domains": domains, "config": _fingerprint(cfg),
+                                     "data_hash": ds.content_hash})
         _write_outputs(out_dir, cfg, space, genotypes, history, summary)
         if progress:
             print(f"search.mode=fixed: {cfg.search.fixed_genotype} for {len(domains)} domains", flush=True)
@@ -452,7 +454,7 @@ def run_search(cfg: MpnasConfig, data_dir: str | Path, out_dir: str | Path, resu
 
     engine = SearchEngine(cfg, ds, domains, space)
     if resume and checkpoint.is_file():
-        engine.load_state_dict(load_checkpoint(checkpoint), str(checkpoint))
+        engine.load_state_dict(load_checkpoint(checkpoint, ds.content_hash, data_dir), str(checkpoint))
         if progress:
             print(f"resuming {checkpoint} at step {engine.step}/{engine.total}", flush=True)
     elif resume and progress:

@@ -33,6 +33,7 @@ from mpnas.data.prepared import PreparedDataset
 from mpnas.evaluation.metrics import split_accuracy
 from mpnas.models.blocks import init_weights
 from mpnas.models.multipath import MultiPathNet, save_model
+from mpnas.nas.checkpoint import check_data_hash, load_state, save_state
 from mpnas.space import Genotype, SearchSpace
 from mpnas.training.optim import build_optimizer, build_scheduler, parameter_groups
 from mpnas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -155,9 +156,11 @@ class _Run:
                 "best_metric": self.best_metric, "best_step": self.best_step, "best_val": self.best_val,
                 "evals_since_best": self.evals_since_best, "stopped_early": self.stopped_early,
                 "genotypes": {d: self.model.genotypes[d].to_strings() for d in self.domains},
-                "share_nodes": self.model.share_nodes, "config": self.cfg.model_dump(mode="json")}
+                "share_nodes": self.model.share_nodes, "config": self.cfg.model_dump(mode="json"),
+                "data_hash": self.ds.content_hash}
 
     def load_state_dict(self, s: dict, source: Path) -> None:
+        check_data_hash(s, self.ds.content_hash, source, self.ds.root)
         mine = {d: self.model.genotypes[d].to_strings() for d in self.domains}
         if s["genotypes"] != mine or s["share_nodes"] != self.model.share_nodes:
             raise ValueError(f"{source}: the checkpoint was trained with other genotypes/domains/sharing; "
@@ -179,9 +182,7 @@ class _Run:
     def save_checkpoint(self, path: Path) -> None:
         if not distributed.is_main():
             return
-        buf = io.BytesIO()
-        torch.save(self.state_dict(), buf)
-        atomic_write_bytes(path, buf.getvalue())
+        save_state(path, self.state_dict())
 
     def train_step(self) -> dict:
         tc = self.cfg.train
@@ -264,8 +265,7 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
     run = _Run(cfg, ds, model, domains, device)
     ckpt = out_dir / CHECKPOINT
     if resume and ckpt.is_file():
-        # Our own checkpoint: it holds numpy RNG state and arrays, which weights_only loading refuses.
-        run.load_state_dict(torch.load(ckpt, map_location=device, weights_only=False), ckpt)
+        run.load_state_dict(load_state(ckpt, "training checkpoint", map_location=device), ckpt)  # weights_only
         if progress:
             print(f"[train] resumed from {ckpt} at step {run.step}/{tc.steps}", flush=True)
     elif resume and progress:
