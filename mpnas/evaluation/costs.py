@@ -1,5 +1,13 @@
 """Measured cost of a merged model: FLOPs with torch's FlopCounterMode (2 per multiply-add; BN, activations and
-pooling are not counted, matching `SearchSpace.path_flops`), unique parameters, and CPU latency at batch 1."""
+pooling are not counted, matching `SearchSpace.path_flops`), unique parameters, and CPU latency at batch 1.
+
+Three whole-model FLOPs figures, from most to least optimistic about sharing:
+- `union_flops`: every distinct node once. Not achievable: a node shared by two domains still sees two different
+  inputs unless everything before it is shared too.
+- `prefix_tree_flops`: classifying one image in every domain, where a node's computation is reused only when the
+  whole prefix up to and including it is shared (the honest figure; the targets use it).
+- sum of the paths: no reuse at all (a bundle's cost).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mpnas.models.multipath import MultiPathNet
+from mpnas.space import Choice
 from mpnas.utils.timing import median_latency_ms
 
 
@@ -48,6 +57,34 @@ def union_flops(model: MultiPathNet) -> int:
     for clf in model.classifiers.values():
         total += _count(lambda: clf(torch.zeros(1, s.head_widths[-1], device=dev)))
     model.train(was_training)
+    return total
+
+
+def prefix_tree_flops(model: MultiPathNet, flops_paths: dict[str, int]) -> int:
+    """FLOPs of one image per domain with computation reused only along shared prefixes (a trie over the paths).
+
+    Starts from the measured per-path FLOPs and subtracts, for every trie node (a distinct prefix ending in layer l)
+    used by n domains, (n - 1) x that layer's analytic FLOPs; likewise for the head after a shared full path. A bundle
+    (share_nodes=False) reuses nothing.
+    """
+    total = sum(flops_paths[d] for d in model.domains)
+    if not model.share_nodes:
+        return total
+    groups: dict[tuple[str, ...], list[str]] = {(): list(model.domains)}
+    for li, layer in enumerate(model.space.layers):
+        deeper: dict[tuple[str, ...], list[str]] = {}
+        for prefix, members in groups.items():
+            for d in members:
+                deeper.setdefault(prefix + (str(model.genotypes[d].choices[li]),), []).append(d)
+        for prefix, members in deeper.items():
+            total -= (len(members) - 1) * 2 * layer.cost(Choice.parse(prefix[-1]))[0]
+        groups = deeper
+    head_flops = 2 * model.space.head_cost()[0]
+    for members in groups.values():
+        per_head: dict[str, int] = {}
+        for d in members:
+            per_head[model.head_key(d)] = per_head.get(model.head_key(d), 0) + 1
+        total -= sum(n - 1 for n in per_head.values()) * head_flops
     return total
 
 

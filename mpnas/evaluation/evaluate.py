@@ -3,6 +3,7 @@ per path, whole-model costs counting shared nodes once, path similarity, and the
 
 Writes OUT/metrics.json (stable keys: dataset, method, domains{name: top1_val, top1_test, params_path, flops_path,
 latency_ms_cpu}, mean_top1_val, mean_top1_test, decathlon_score, params_total, flops_sum_paths, flops_union,
+flops_prefix_tree (mpnas.evaluation.costs says which FLOPs figure means what),
 jaccard{domains, matrix}, plus extras), OUT/report.md, OUT/architecture.png, OUT/jaccard.png and, when the model
 directory holds a training history, OUT/weights.png.
 
@@ -21,7 +22,7 @@ import torch
 
 from mpnas.config import EvaluateConfig, resolve_device
 from mpnas.data.prepared import PreparedDataset
-from mpnas.evaluation.costs import cpu_latency_ms, path_flops, union_flops
+from mpnas.evaluation.costs import cpu_latency_ms, path_flops, prefix_tree_flops, union_flops
 from mpnas.evaluation.figures import architecture_figure, jaccard_figure, weights_figure
 from mpnas.evaluation.metrics import decathlon_score, official_e_max, reference_e_max, split_accuracy
 from mpnas.evaluation.report import render_report
@@ -104,6 +105,7 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
         "mean_top1_test": _mean([v["top1_test"] for v in domains.values()]),
         "decathlon_score": score, "params_total": params_total, "flops_sum_paths": sum(flops_paths),
         "flops_union": union_flops(model), "jaccard": jac,
+        "flops_prefix_tree": prefix_tree_flops(model, {d: v["flops_path"] for d, v in domains.items()}),
         # extras
         "flops_mean_path": sum(flops_paths) / len(flops_paths),
         "params_ratio": params_total / cfg.params_reference if cfg.params_reference else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -50,9 +51,12 @@ def space_decisions(space: SearchSpace) -> list[Decision]:
 class Controller(nn.Module):
     """Policy over the paths of one search space (one per domain in multi_path, one shared in multi_head)."""
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space: SearchSpace, prior: Optional["SharedPrior"] = None):
         super().__init__()
         self.space = space
+        # Tied controllers (search.tying.prior=shared): the effective logits are prior + own offset. The prior is
+        # owned by the engine (one for all domains) and deliberately not registered here, so it is saved once.
+        object.__setattr__(self, "prior", prior)
         self.decisions = space_decisions(space)
         n, m = len(self.decisions), max(len(d.options) for d in self.decisions)
         self.logits = nn.Parameter(torch.zeros(n, m))
@@ -64,8 +68,11 @@ class Controller(nn.Module):
         self.register_buffer("parent", parent, persistent=False)
         self.sizes = np.array([len(d.options) for d in self.decisions])
 
+    def effective_logits(self) -> torch.Tensor:
+        return self.logits if self.prior is None else self.prior.logits + self.logits
+
     def log_probs(self) -> torch.Tensor:
-        return torch.log_softmax(self.logits.masked_fill(~self.valid, -math.inf), dim=1)
+        return torch.log_softmax(self.effective_logits().masked_fill(~self.valid, -math.inf), dim=1)
 
     def probs(self) -> np.ndarray:
         with torch.no_grad():
@@ -108,7 +115,7 @@ class Controller(nn.Module):
 
     def argmax_indices(self) -> np.ndarray:
         with torch.no_grad():
-            return self.logits.masked_fill(~self.valid, -math.inf).argmax(1).cpu().numpy()
+            return self.effective_logits().masked_fill(~self.valid, -math.inf).argmax(1).cpu().numpy()
 
     def argmax_genotype(self) -> Genotype:
         """The final architecture: the most likely option of every decision (TuNAS)."""
@@ -118,6 +125,27 @@ class Controller(nn.Module):
         """Probability of the most likely option per decision, keyed `<layer>.<decision>`."""
         p = self.probs().max(axis=1)
         return {d.key(self.space): float(v) for d, v in zip(self.decisions, p)}
+
+
+class SharedPrior(nn.Module):
+    """The logits every tied controller adds its own offset to; it learns from all domains' samples."""
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        decisions = space_decisions(space)
+        self.logits = nn.Parameter(torch.zeros(len(decisions), max(len(d.options) for d in decisions)))
+
+
+def tying_penalty(controllers: list[Controller], strength: float) -> torch.Tensor:
+    """strength x mean over domains of ||offset||^2: pulls each tied controller back towards the shared prior."""
+    return strength * torch.stack([(c.logits ** 2).sum() for c in controllers]).mean()
+
+
+def tying_strength_at(step: int, total: int, cfg: SearchConfig) -> float:
+    """tying.strength, annealed linearly to strength x anneal_to between the RL delay and the last step."""
+    delay = int(cfg.rl_delay_fraction * total)
+    progress = min(1.0, max(0.0, (step - delay) / max(1, total - 1 - delay)))
+    return cfg.tying.strength * (1.0 + (cfg.tying.anneal_to - 1.0) * progress)
 
 
 def rl_optimizer(params) -> torch.optim.Adam:

@@ -6,14 +6,34 @@ R(path) = top-1(searchval batch) + cost_beta * |F/F0 - 1|   (cost_metric flops)
 F and P are the analytic FLOPs / parameters of the path *without* a classifier (stem, searchable layers, head convs):
 the classifier is the same for every path of a domain, so leaving it out keeps the ratio comparable across domains.
 F0/P0 default to the space's reference (MobileNetV3-like) genotype.
+
+Beyond the paper (each an option, the paper's behaviour being the default of each):
+- `reward_metric`: the quality term may be the mean probability or log-probability of the true class instead of
+  top-1, which is far less noisy on a 32-image batch;
+- `cost_scope: marginal` adds share_beta x (parameters the path adds to the other domains' current argmax paths)/P0,
+  i.e. the merged model's marginal cost, so a domain pays for a node only when no other domain already pays for it;
+- `null_control` replaces the quality by an architecture-independent draw (NullQuality): the control every claim
+  about learning is measured against.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
 
 from mpnas.config import SearchConfig
 from mpnas.space import Genotype, SearchSpace
+
+
+def path_quality(logits: torch.Tensor, labels: torch.Tensor, metric: str) -> torch.Tensor:
+    """Quality of one path on its reward images, as a 0-d tensor on the logits' device (no host sync)."""
+    if metric == "top1":
+        return (logits.argmax(1) == labels).float().mean()
+    logp = torch.log_softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+    return logp.exp().mean() if metric == "true_prob" else logp.mean()
 
 
 class CostModel:
@@ -37,6 +57,12 @@ class CostModel:
     def ratios(self, g: Genotype) -> tuple[float, float]:
         f, p = self.cost(g)
         return f / self.flops_target, p / self.params_target
+
+    def marginal_params_ratio(self, g: Genotype, others: set[tuple[int, str]]) -> float:
+        """Parameters of the nodes of `g` that no node in `others` (layer, block) provides, over P0."""
+        added = sum(self.space.layers[i].cost(c)[1] for i, c in enumerate(g.choices)
+                    if not c.is_zero and (i, str(c)) not in others)
+        return added / self.params_target
 
 
 def path_reward(accuracy: float, flops_ratio: float, params_ratio: float, cfg: SearchConfig) -> float:
@@ -71,3 +97,45 @@ class EmaBaseline:
 
     def load_state_dict(self, s: dict) -> None:
         self.num, self.den = float(s["num"]), float(s["den"])
+
+
+@dataclass
+class NullQuality:
+    """search.null_control: a path quality that does not depend on the architecture.
+
+    Per domain it tracks a zero-debiased EMA of the real qualities (mean, and mean square for the spread) and
+    replaces each path's quality by a draw around the mean *before* this step: Binomial(n, p)/n for top-1 (the same
+    binomial noise as n reward images), a normal with the tracked spread for the smooth metrics. The real forward
+    pass still runs, so the supernet trains exactly as in the real search; only the controllers lose the signal.
+    """
+
+    n_domains: int
+    metric: str
+    n_images: int
+    seed: int
+    momentum: float = 0.95
+    stats: list[list[float]] = field(default_factory=list)  # per domain [num_mean, num_sq, den]
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        if not self.stats:
+            self.stats = [[0.0, 0.0, 0.0] for _ in range(self.n_domains)]
+
+    def draw(self, domain_index: int, real: np.ndarray) -> np.ndarray:
+        num, sq, den = self.stats[domain_index]
+        mean = num / den if den > 0 else float(np.mean(real))
+        var = max(0.0, sq / den - mean ** 2) if den > 0 else float(np.var(real))
+        m = self.momentum
+        self.stats[domain_index] = [m * num + (1 - m) * float(np.mean(real)),
+                                    m * sq + (1 - m) * float(np.mean(np.square(real))), m * den + (1 - m)]
+        k = len(real)
+        if self.metric == "top1":
+            return self.rng.binomial(self.n_images, min(1.0, max(0.0, mean)), size=k) / self.n_images
+        out = self.rng.normal(mean, math.sqrt(var), size=k)
+        return np.clip(out, 0.0, 1.0) if self.metric == "true_prob" else np.minimum(out, 0.0)
+
+    def state_dict(self) -> dict:
+        return {"stats": [list(map(float, s)) for s in self.stats]}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.stats = [list(map(float, row)) for row in s["stats"]]

@@ -44,8 +44,10 @@ from mpnas.config import MpnasConfig, flatten, resolve_device
 from mpnas.data.loading import MultiDomainLoader
 from mpnas.data.prepared import PreparedDataset
 from mpnas.nas.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
-from mpnas.nas.controller import Controller, op_warmup_prob, rl_lr_at, rl_optimizer, weight_lr_at
-from mpnas.nas.reward import CostModel, EmaBaseline, path_reward
+from mpnas.nas.controller import (Controller, SharedPrior, op_warmup_prob, rl_lr_at, rl_optimizer, tying_penalty,
+                                  tying_strength_at, weight_lr_at)
+from mpnas.nas.reward import CostModel, EmaBaseline, NullQuality, path_quality, path_reward
+from mpnas.nas.signal import node_counts, signal_stats
 from mpnas.nas.supernet import MIX, SuperNet
 from mpnas.space import Genotype, SearchSpace, genotypes_from_json, genotypes_to_json
 from mpnas.training.optim import build_optimizer
@@ -152,14 +154,17 @@ class SearchEngine:
         for lin in self.classifiers:
             nn.init.normal_(lin.weight, 0, 0.01)
             nn.init.zeros_(lin.bias)
-        self.controllers = nn.ModuleList(Controller(space) for _ in range(1 if shared_policy else len(self.domains)))
+        self.prior = SharedPrior(space).to(self.device) if s.tying.prior == "shared" else None
+        self.controllers = nn.ModuleList(Controller(space, self.prior)
+                                         for _ in range(1 if shared_policy else len(self.domains)))
         self.nets.to(self.device), self.classifiers.to(self.device), self.controllers.to(self.device)
         self.baselines = [EmaBaseline(s.baseline_momentum) for _ in self.controllers]
         self.weighting = build_weighting(s.loss_weighting, self.domains, self.total)
         weights = list(self.nets.parameters()) + list(self.classifiers.parameters())
         self.optimizer = _make_optimizer([p for p in weights if p.ndim > 1],
                                          [p for p in weights if p.ndim <= 1] + list(self.weighting.parameters()), cfg)
-        self.rl_optimizer = rl_optimizer(self.controllers.parameters())
+        self.rl_optimizer = rl_optimizer(list(self.controllers.parameters())
+                                         + (list(self.prior.parameters()) if self.prior is not None else []))
         self.costs = CostModel(space, s)
         # The search draws batch_size images from every domain each step (equal BN segments, every controller
         # rewarded every step), whatever data.sampling says for training.
@@ -169,27 +174,50 @@ class SearchEngine:
         self.val_loader = MultiDomainLoader(ds, self.domains, "searchval", val_batch_size(cfg), data_cfg,
                                             seed=cfg.seed + 1, device=self.device, augment=False)
         self.rng = np.random.default_rng(cfg.seed + 99_991)
+        reward_images = val_batch_size(cfg) if s.paired_rewards else val_batch_size(cfg) // self.K
+        self.null = (NullQuality(len(self.domains), s.reward_metric, reward_images, cfg.seed + 7_919,
+                                 s.baseline_momentum) if s.null_control else None)
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
         self._touched = False
 
     # ---- rewards (a method so experiments can swap in a toy reward)
-    def reward(self, domain: str, genotype: Genotype, accuracy: float) -> tuple[float, float, float]:
-        """(reward, FLOPs ratio, params ratio) of one path of `domain` with searchval top-1 `accuracy`."""
+    def reward(self, domain: str, genotype: Genotype, accuracy: float,
+               others: Optional[set[tuple[int, str]]] = None) -> tuple[float, float, float]:
+        """(reward, FLOPs ratio, params ratio) of one path of `domain` with reward-batch quality `accuracy`;
+        `others` (cost_scope marginal) are the nodes the other domains' argmax paths already provide."""
         fr, pr = self.costs.ratios(genotype)
-        return path_reward(accuracy, fr, pr, self.s), fr, pr
+        r = path_reward(accuracy, fr, pr, self.s)
+        if others is not None:
+            r += self.s.share_beta * self.costs.marginal_params_ratio(genotype, others)
+        return r, fr, pr
+
+    def _others_nodes(self) -> dict[str, set[tuple[int, str]]]:
+        """Per domain: the union of the nodes of every *other* domain's current argmax path."""
+        nodes = {d: self.controllers[self.ctrl_of[d]].argmax_genotype().nodes() for d in self.domains}
+        return {d: set().union(*(nodes[o] for o in self.domains if o != d)) for d in self.domains}
+
+    def _advantages(self, rewards: np.ndarray, baseline: float) -> np.ndarray:
+        """REINFORCE advantages of one controller's K paths: against the EMA baseline, or leave-one-out."""
+        if self.s.baseline == "leave_one_out":
+            k = len(rewards)
+            return rewards - (rewards.sum() - rewards) / (k - 1)
+        return rewards - baseline
 
     # ---- one step
-    def _forward(self, batch: dict[str, tuple[torch.Tensor, torch.Tensor]], ops: list[list[list]]
-                 ) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """{domain: [(logits, labels) per path k]}; units of one supernet run together (grouped or not)."""
+    def _forward(self, batch: dict[str, tuple[torch.Tensor, torch.Tensor]], ops: list[list[list]],
+                 paired: bool = False) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """{domain: [(logits, labels) per path k]}; units of one supernet run together (grouped or not).
+
+        Each path gets a 1/K slice of its domain's batch, or with `paired` the whole batch (the same images for every
+        path, so differences between paths are not differences between image draws)."""
         per_net: dict[int, list[tuple[str, int, torch.Tensor, list]]] = {}
         labels: dict[str, tuple[torch.Tensor, ...]] = {}
         for d in self.domains:
             x, y = batch[d]
-            labels[d] = y.chunk(self.K)
-            for k, xk in enumerate(x.chunk(self.K)):
+            labels[d] = (y,) * self.K if paired else y.chunk(self.K)
+            for k, xk in enumerate((x,) * self.K if paired else x.chunk(self.K)):
                 per_net.setdefault(self.net_of[d], []).append((d, k, xk, ops[self.ctrl_of[d]][k]))
         out: dict[str, list] = {d: [None] * self.K for d in self.domains}
         for n, units in per_net.items():
@@ -214,8 +242,9 @@ class SearchEngine:
         out = self._forward(self.train_loader.next_batch(), ops)
         losses = {d: torch.stack([F.cross_entropy(lg, y, label_smoothing=s.label_smoothing) for lg, y in out[d]])
                   .mean() for d in self.domains}
-        train_acc = {d: float(np.mean([(lg.argmax(1) == y).float().mean().item() for lg, y in out[d]]))
-                     for d in self.domains}
+        train_acc = dict(zip(self.domains, torch.stack(
+            [torch.stack([(lg.argmax(1) == y).float().mean() for lg, y in out[d]]).mean() for d in self.domains]
+        ).tolist()))  # one host transfer for all domains
         weights_now = self.weighting.weights(t)
         total = self.weighting.combine(losses, t)
         if s.mode == "independent":  # separate networks: each should see its own (unscaled) loss gradient
@@ -233,16 +262,17 @@ class SearchEngine:
         self.weighting.update(t, loss_f, train_acc)
 
         # rewards with the updated weights
-        with torch.inference_mode():  # rewards only need argmax; no autograd bookkeeping
-            vout = self._forward(self.val_loader.next_batch(), ops)
+        with torch.inference_mode():  # rewards need no autograd bookkeeping
+            vout = self._forward(self.val_loader.next_batch(), ops, paired=s.paired_rewards)
+            quality = torch.stack([path_quality(lg, y, s.reward_metric) for d in self.domains for lg, y in vout[d]])
+        quality_np = quality.view(len(self.domains), K).cpu().numpy().astype(np.float64)  # one host transfer
+        others = self._others_nodes() if s.cost_scope == "marginal" else None
         rewards: dict[str, list[tuple[float, float, float, float]]] = {}
-        for d in self.domains:
+        for i, d in enumerate(self.domains):
             c = self.ctrl_of[d]
-            rows = []
-            for k, (lg, y) in enumerate(vout[d]):
-                acc = float((lg.argmax(1) == y).float().mean())
-                rows.append((acc, *self.reward(d, genos[c][k], acc)))
-            rewards[d] = rows
+            q = quality_np[i] if self.null is None else self.null.draw(i, quality_np[i])
+            extra = {} if others is None else {"others": others[d]}
+            rewards[d] = [(float(q[k]), *self.reward(d, genos[c][k], float(q[k]), **extra)) for k in range(K)]
         ctrl_rewards = [np.zeros(K) for _ in self.controllers]
         ctrl_count = [0] * len(self.controllers)
         for d in self.domains:
@@ -256,8 +286,11 @@ class SearchEngine:
         if rl_lr > 0:
             rl_loss = torch.zeros((), device=self.device)
             for c, ctrl in enumerate(self.controllers):
-                adv = torch.as_tensor(ctrl_rewards[c] - baselines[c], dtype=torch.float32, device=self.device)
+                adv = torch.as_tensor(self._advantages(ctrl_rewards[c], baselines[c]), dtype=torch.float32,
+                                      device=self.device)
                 rl_loss = rl_loss - (adv * ctrl.log_prob(samples[c])).mean()
+            if self.prior is not None:
+                rl_loss = rl_loss + tying_penalty(list(self.controllers), tying_strength_at(t, self.total, s))
             for g in self.rl_optimizer.param_groups:
                 g["lr"] = rl_lr
             self.rl_optimizer.zero_grad(set_to_none=True)
@@ -282,11 +315,14 @@ class SearchEngine:
     # ---- state
     def _cheap_state(self) -> dict[str, Any]:
         return {"rng": rng_states(), "sample_rng": self.rng.bit_generator.state,
+                "null_rng": self.null.rng.bit_generator.state if self.null is not None else None,
                 "loaders": {"train": self.train_loader.state_dict(), "val": self.val_loader.state_dict()}}
 
     def _restore_cheap(self, st: dict[str, Any]) -> None:
         set_rng_states(st["rng"])
         self.rng.bit_generator.state = st["sample_rng"]
+        if self.null is not None:
+            self.null.rng.bit_generator.state = st["null_rng"]
         self.train_loader.load_state_dict(st["loaders"]["train"])
         self.val_loader.load_state_dict(st["loaders"]["val"])
 
@@ -295,6 +331,8 @@ class SearchEngine:
                 "data_hash": self.ds.content_hash,
                 "nets": self.nets.state_dict(), "classifiers": self.classifiers.state_dict(),
                 "controllers": self.controllers.state_dict(), "baselines": [b.state_dict() for b in self.baselines],
+                "prior": self.prior.state_dict() if self.prior is not None else None,
+                "null": self.null.state_dict() if self.null is not None else None,
                 "optimizer": self.optimizer.state_dict(), "rl_optimizer": self.rl_optimizer.state_dict(),
                 "weighting": self.weighting.state_dict(), "history": list(self.history), "elapsed": self.elapsed,
                 **self._cheap_state()}
@@ -311,6 +349,10 @@ class SearchEngine:
         self.nets.load_state_dict(st["nets"])
         self.classifiers.load_state_dict(st["classifiers"])
         self.controllers.load_state_dict(st["controllers"])
+        if self.prior is not None:
+            self.prior.load_state_dict(st["prior"])
+        if self.null is not None:
+            self.null.load_state_dict(st["null"])
         for b, bs in zip(self.baselines, st["baselines"]):
             b.load_state_dict(bs)
         self.optimizer.load_state_dict(st["optimizer"])
@@ -322,6 +364,10 @@ class SearchEngine:
 
     def genotypes(self) -> dict[str, Genotype]:
         return {d: self.controllers[self.ctrl_of[d]].argmax_genotype() for d in self.domains}
+
+    def signal(self) -> dict[str, Any]:
+        """p(argmax), entropy and node sharing of the controllers now (mpnas.nas.signal)."""
+        return signal_stats({d: self.controllers[self.ctrl_of[d]] for d in self.domains})
 
     # ---- loop
     def run(self, checkpoint: Path, progress: bool = True, on_log: Optional[OnLog] = None) -> None:
@@ -376,13 +422,20 @@ class SearchEngine:
         metrics = {key: float(np.mean([r[key] for r in rows]))
                    for key in ("reward", "accuracy", "entropy", "loss", "train_accuracy", "cost_ratio")}
         metrics.update(lr=rows[0]["lr"], rl_lr=rows[0]["rl_lr"], steps_per_s=rate)
+        sig = self.signal()
+        metrics.update({"p_argmax": sig["p_argmax_mean"], "nodes": float(sig["nodes"]),
+                        "shared_nodes": float(sig["shared_nodes"])})
+        for d, v in sig["domains"].items():
+            metrics[f"p_argmax.{d}"] = v["p_argmax"]
         for r in rows:
             for key in ("reward", "accuracy", "entropy"):
                 metrics[f"{key}.{r['domain']}"] = float(r[key])
         if progress:
             print(f"search {self.step}/{self.total} | {rate:.2f} step/s | ETA {_hms(eta)} | "
                   f"reward {metrics['reward']:.3f} | acc {metrics['accuracy']:.3f} | "
-                  f"entropy {metrics['entropy']:.1f} | loss {metrics['loss']:.3f} | rl_lr {metrics['rl_lr']:.2g}",
+                  f"entropy {metrics['entropy']:.1f} | p_argmax {sig['p_argmax_mean']:.2f} | "
+                  f"nodes {sig['nodes']} ({sig['shared_nodes']} shared) | loss {metrics['loss']:.3f} | "
+                  f"rl_lr {metrics['rl_lr']:.2g}",
                   flush=True)
         if on_log is not None:
             on_log(self.step, metrics)
@@ -398,7 +451,7 @@ def _hms(seconds: float) -> str:
 
 # ------------------------------------------------------------------------------------------------- outputs
 def _summary(cfg: MpnasConfig, space: SearchSpace, genotypes: dict[str, Genotype], history: pd.DataFrame,
-             elapsed: float, data_hash: str) -> dict[str, Any]:
+             elapsed: float, data_hash: str, signal: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Per-domain final figures; reward/accuracy are means over the last 10% of steps (single steps are noisy)."""
     costs = CostModel(space, cfg.search)
     steps = int(history["step"].max()) if len(history) else 0
@@ -413,9 +466,17 @@ def _summary(cfg: MpnasConfig, space: SearchSpace, genotypes: dict[str, Genotype
             entry.update(reward=float(rows["reward"].mean()), accuracy=float(rows["accuracy"].mean()),
                          entropy=float(rows["entropy"].iloc[-1]))
         domains[d] = entry
-    return {"mode": cfg.search.mode, "steps": steps, "seed": cfg.seed, "data_hash": data_hash,
-            "wall_time_s": elapsed, "steps_per_s": steps / elapsed if elapsed > 0 else None,
-            "distinct_paths": len({str(g) for g in genotypes.values()}), "domains": domains}
+        if signal is not None:
+            entry.update(p_argmax=signal["domains"][d]["p_argmax"], entropy=signal["domains"][d]["entropy"])
+    nodes, shared = node_counts(genotypes)
+    out = {"mode": cfg.search.mode, "steps": steps, "seed": cfg.seed, "data_hash": data_hash,
+           "null_control": cfg.search.null_control, "wall_time_s": elapsed,
+           "steps_per_s": steps / elapsed if elapsed > 0 else None,
+           "distinct_paths": len({str(g) for g in genotypes.values()}), "nodes": nodes, "shared_nodes": shared,
+           "domains": domains}
+    if signal is not None:
+        out.update(p_argmax_mean=signal["p_argmax_mean"], entropy_mean=signal["entropy_mean"])
+    return out
 
 
 def _write_outputs(out_dir: Path, cfg: MpnasConfig, space: SearchSpace, genotypes: dict[str, Genotype],
@@ -463,6 +524,6 @@ def run_search(cfg: MpnasConfig, data_dir: str | Path, out_dir: str | Path, resu
     engine.run(checkpoint, progress, on_log)
     genotypes = engine.genotypes()
     history = pd.DataFrame(engine.history)
-    summary = _summary(cfg, space, genotypes, history, engine.elapsed, ds.content_hash)
+    summary = _summary(cfg, space, genotypes, history, engine.elapsed, ds.content_hash, engine.signal())
     _write_outputs(out_dir, cfg, space, genotypes, history, summary)
     return SearchResult(genotypes, history, summary)
