@@ -177,6 +177,19 @@ class WeightingConfig(_Strict):
 
 
 # --------------------------------------------------------------------------------------------------------- search
+class TyingConfig(_Strict):
+    """Sharing by design: each domain's controller logits = a shared prior + a per-domain offset.
+
+    The prior learns from every domain's samples, so domains agree unless their own reward pulls them apart; the
+    offsets carry an L2 pull of `strength` (times the number of domains' mean), annealed linearly from `strength` to
+    `strength * anneal_to` over the RL steps. `prior: none` is the paper's untied controllers (the ablation).
+    """
+
+    prior: Literal["none", "shared"] = "none"
+    strength: float = Field(0.1, ge=0, description="L2 pull of each per-domain offset towards the shared prior")
+    anneal_to: float = Field(1.0, ge=0, description="strength multiplier reached at the end of the search")
+
+
 class SearchConfig(_Strict):
     mode: Literal["multi_path", "multi_head", "independent", "fixed"] = "multi_path"
     steps: int = Field(300, ge=1)
@@ -202,6 +215,22 @@ class SearchConfig(_Strict):
     params_target: Optional[float] = Field(None, description="P0 in parameters; default: the reference genotype's")
     fixed_genotype: str = Field("mobilenet_v3_like", description="genotype name or JSON path for mode=fixed")
     grouped: bool = Field(True, description="run a block once for all domains that picked it")
+    reward_metric: Literal["top1", "true_prob", "log_prob"] = Field(
+        "top1", description="path quality on the reward batch: top-1, or the smoother mean probability / "
+                            "log-probability of the true class")
+    paired_rewards: bool = Field(False, description="score all K paths of a domain on the same reward images "
+                                                    "(each path sees the whole reward batch)")
+    baseline: Literal["ema", "leave_one_out"] = Field(
+        "ema", description="ema: TuNAS's EMA of mean rewards; leave_one_out: each path against the mean of the "
+                           "domain's other K-1 paths of the same step (needs paths_per_domain >= 2)")
+    null_control: bool = Field(False, description="no-signal control: replace each path's reward-batch quality by a "
+                                                  "draw independent of the architecture (same per-domain mean and "
+                                                  "noise); everything else unchanged")
+    cost_scope: Literal["path", "marginal"] = Field(
+        "path", description="path: the paper's per-path cost only; marginal: also charge share_beta x the parameters "
+                            "a path adds to the union of the other domains' current argmax paths (/ P0)")
+    share_beta: float = Field(-0.1, le=0, description="weight of the marginal-parameters term (cost_scope=marginal)")
+    tying: TyingConfig = TyingConfig()
     loss_weighting: WeightingConfig = WeightingConfig(name="uniform")
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
@@ -219,6 +248,22 @@ class SearchConfig(_Strict):
         if self.op_warmup_fraction > self.rl_delay_fraction:
             raise ValueError("op_warmup_fraction must not exceed rl_delay_fraction (controllers must not learn "
                              "from warm-up samples)")
+        return self
+
+    @model_validator(mode="after")
+    def _compatible_signal_options(self) -> "SearchConfig":
+        if self.null_control and self.mode == "fixed":
+            raise ValueError("null_control: a fixed search has no controller to control; use mode multi_path, "
+                             "multi_head or independent")
+        if self.baseline == "leave_one_out" and self.paths_per_domain < 2:
+            raise ValueError("baseline: leave_one_out needs paths_per_domain >= 2")
+        if self.tying.prior != "none" and self.mode != "multi_path":
+            raise ValueError(f"tying.prior: {self.tying.prior} ties per-domain controllers; mode {self.mode} has "
+                             f"{'one shared controller' if self.mode == 'multi_head' else 'no shared weights'}; "
+                             f"use mode multi_path or tying.prior none")
+        if self.cost_scope == "marginal" and self.mode != "multi_path":
+            raise ValueError(f"cost_scope: marginal charges what a path adds to the merged model, which only "
+                             f"multi_path builds (mode is {self.mode})")
         return self
 
 
