@@ -3,6 +3,7 @@ both stored under the project: ZENML_CONFIG_PATH and MLFLOW_TRACKING_URI come fr
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def browser() -> str | None:
+    """A headless-capable Chromium on the PATH (the UI tests drive `make ui` and `make dashboard` with it)."""
+    return next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+
+
+def _check_browser() -> None:
+    if browser() is None:
+        print("setup: no Chromium found; the browser tests of `make ui` and `make dashboard` will be skipped. "
+              "Install the system package `chromium` (Debian/Ubuntu: sudo apt-get install chromium).")
+
+
 def main() -> int:
+    dvc = str(Path(sys.executable).parent / "dvc")
     if not (ROOT / ".dvc").is_dir():
-        args = ["dvc", "init", "-q"] + ([] if (ROOT / ".git").exists() else ["--no-scm"])
-        subprocess.run([str(Path(sys.executable).parent / args[0]), *args[1:]], cwd=ROOT, check=True)
-        subprocess.run([str(Path(sys.executable).parent / "dvc"), "config", "core.analytics", "false"], cwd=ROOT,
-                       check=True)
+        subprocess.run([dvc, "init", "-q", "--no-scm"], cwd=ROOT, check=True)
+    # no_scm: the generated dvc.yaml/dvc.lock are git-ignored local state, which DVC accepts only without git
+    for key, value in (("core.analytics", "false"), ("core.no_scm", "true")):
+        subprocess.run([dvc, "config", key, value], cwd=ROOT, check=True)
+    _check_browser()
     from pipelines.stack import STACK, ensure_local_stack, tracking_uri
 
     ensure_local_stack()

@@ -33,10 +33,24 @@ def _dvc(workspace: Path, *args: str) -> str:
 
 
 def ensure_dvc_repo(workspace: Path) -> None:
-    """`dvc init` once (with git when the workspace is a git checkout), analytics off."""
+    """`dvc init --no-scm` once, analytics off. Without DVC's git integration the generated dvc.yaml and dvc.lock
+    can be git-ignored local state (DVC refuses git-ignored pipeline files otherwise), so a run leaves git clean."""
     if not (workspace / ".dvc").is_dir():
-        _dvc(workspace, "init", "-q", *([] if (workspace / ".git").exists() else ["--no-scm"]))
+        _dvc(workspace, "init", "-q", "--no-scm")
         _dvc(workspace, "config", "core.analytics", "false")
+
+
+# The code `mpnas data prepare` runs: a change to any of it re-runs the stage (.dvcignore skips __pycache__).
+DATA_CODE = Path(__file__).resolve().parents[1] / "mpnas" / "data"
+
+
+def _dep_path(path: Path, workspace: Path) -> str:
+    """Relative to the workspace when inside it (portable), else absolute (a test workspace outside the repo)."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(workspace))
+    except ValueError:
+        return str(path)
 
 
 def stage_name(cfg: MpnasConfig) -> str:
@@ -44,7 +58,8 @@ def stage_name(cfg: MpnasConfig) -> str:
 
 
 def dvc_prepare(cfg: MpnasConfig, workspace: Path) -> dict[str, Any]:
-    """Declare `mpnas data prepare` as a DVC stage (deps: its params file; out: the prepared dir) and `dvc repro` it.
+    """Declare `mpnas data prepare` as a DVC stage (deps: its params file and the data code; out: the prepared dir)
+    and `dvc repro` it.
 
     DVC skips the stage when neither the params nor the output changed, and dvc.lock records the output's md5: the
     data version downstream artifacts carry."""
@@ -60,10 +75,10 @@ def dvc_prepare(cfg: MpnasConfig, workspace: Path) -> dict[str, Any]:
     params = yaml.safe_dump({"seed": cfg.seed, "data": cfg.data.model_dump(mode="json")}, sort_keys=False)
     if not (workspace / params_rel).is_file() or (workspace / params_rel).read_text() != params:
         atomic_write_text(workspace / params_rel, params)
-    deps = ["-d", str(params_rel)]
+    deps = ["-d", str(params_rel), "-d", _dep_path(DATA_CODE, workspace)]
     if cfg.data.root is not None:
-        deps += ["-d", str(Path(cfg.data.root).resolve())]
-    _dvc(workspace, "stage", "add", "--force", "-q", "-n", name, *deps, "-o", str(out),
+        deps += ["-d", _dep_path(workspace / cfg.data.root, workspace)]
+    _dvc(workspace, "stage", "add", "--force", "-n", name, *deps, "-o", str(out),
          f"mpnas data prepare --overwrite -c {params_rel}")
     log = _dvc(workspace, "repro", name)
     print(f"[ingest] dvc stage {name}: {'reproduced' if 'Running stage' in log else 'up to date, reused'}")

@@ -55,13 +55,6 @@ def test_tiny_stage_repro_and_data_version(repo: Path):
     assert data_version(repo / "data" / "prepared" / "tiny")["content_hash"] != version["content_hash"]
 
 
-def test_project_pipeline_parses(repo: Path):
-    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copy(REPO / "params.yaml", repo / "params.yaml")
-    out = sh([str(BIN / "dvc"), "stage", "list"], repo).stdout
-    assert "prepare_embedded" in out and "prepare@mini_real" in out
-
-
 def test_data_version_without_dvc(tmp_path: Path):
     from mpnas.data.synthetic import make_synthetic
 
