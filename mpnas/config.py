@@ -158,22 +158,54 @@ class SpaceConfig(_Strict):
 
 # ------------------------------------------------------------------------------------------------- loss weighting
 class AbdpConfig(_Strict):
-    """Knobs of adaptive balanced domain prioritisation (docs/method.md section 6.3, documented in weighting.py)."""
+    """Knobs of adaptive balanced domain prioritisation (`abdp` and the older `abdp_focal`; docs/weighting.md)."""
 
     momentum: float = Field(0.9, ge=0, lt=1, description="EMA momentum of the per-domain accuracy KPI")
-    gamma: float = Field(2.0, ge=0, description="focal exponent of the priority")
-    floor: float = Field(0.3, ge=0, le=1, description="lambda: share of the uniform weight mixed in")
+    gamma: float = Field(2.0, ge=0, description="focal exponent of the priority (abdp_focal only)")
+    floor: float = Field(0.3, ge=0, le=1, description="lambda: share of the uniform weight mixed in (the least weight)")
+    cap: float = Field(2.0, description="abdp: the largest weight any domain gets (weights keep mean 1)")
+    reference_metrics: Optional[Path] = Field(
+        None, description="abdp: metrics.json (from `mpnas evaluate`) whose per-domain top1_val is the attainable "
+                          "accuracy; default: every domain assumed fully attainable")
     eps: float = Field(1e-3, gt=0, lt=0.5)
     burn_in_fraction: float = Field(0.05, ge=0, lt=1)
     update_every: int = Field(10, ge=1)
-    clip_min: float = Field(0.1, gt=0)
-    clip_max: float = Field(10.0, gt=0)
+    clip_min: float = Field(0.1, gt=0, description="abdp_focal only")
+    clip_max: float = Field(10.0, gt=0, description="abdp_focal only")
+
+    @field_validator("cap")
+    @classmethod
+    def _cap_above_floor(cls, v: float, info: Any) -> float:
+        floor = info.data.get("floor")
+        if floor is not None and v < floor:
+            raise ValueError(f"cap ({v}) is below floor ({floor}): no weight can lie between them; raise cap")
+        if v < 1:
+            raise ValueError(f"cap ({v}) is below 1: the weights have mean 1, so some domain's weight is at least 1")
+        return v
+
+    @field_validator("reference_metrics")
+    @classmethod
+    def _reference_readable(cls, v: Optional[Path]) -> Optional[Path]:
+        if v is not None:
+            from mpnas.utils.io import read_json  # local: config is imported everywhere, keep its imports light
+
+            try:
+                doc = read_json(v, "give the metrics.json that `mpnas evaluate` wrote for the reference model")
+            except FileNotFoundError as exc:  # pydantic reports ValueErrors with the field named, not OSErrors
+                raise ValueError(str(exc)) from None
+            if not isinstance(doc.get("domains"), dict) or not doc["domains"]:
+                raise ValueError(f"{v}: no `domains` mapping; expected a metrics.json from `mpnas evaluate`")
+        return v
 
 
 class WeightingConfig(_Strict):
-    name: Literal["uniform", "abdp", "dwa", "uncertainty"] = "abdp"
+    name: Literal["uniform", "abdp", "abdp_focal", "dwa", "uncertainty"] = "abdp"
     abdp: AbdpConfig = AbdpConfig()
     dwa_temperature: float = Field(2.0, gt=0)
+    apply_to: Literal["shared_parameters", "all_parameters"] = Field(
+        "shared_parameters", description="weights scale the gradients of parameters several domains share; a "
+                                         "domain's own parameters (classifier, exclusive nodes) get its unweighted "
+                                         "gradient (docs/weighting.md)")
 
 
 # --------------------------------------------------------------------------------------------------------- search
@@ -279,7 +311,9 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     warmup_fraction: float = Field(0.025, ge=0, lt=1)
     dropout: float = Field(0.2, ge=0, lt=1)
-    bn_mode: Literal["per_domain", "shared"] = "per_domain"
+    bn_mode: Literal["per_domain", "per_domain_affine", "shared"] = Field(
+        "per_domain", description="per_domain: BN statistics per domain, affine shared; per_domain_affine: statistics "
+                                  "and affine per domain; shared: one BN for all (ablation)")
     loss_weighting: WeightingConfig = WeightingConfig()
     eval_every: int = Field(100, ge=1)
     early_stopping_patience: Optional[int] = Field(None, ge=1, description="evaluations without val improvement")

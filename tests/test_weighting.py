@@ -96,3 +96,122 @@ def test_unknown_strategy_is_refused():
     object.__setattr__(cfg, "name", "nope")
     with pytest.raises(ValueError, match="unknown strategy"):
         build_weighting(cfg, DOMAINS, 10)
+
+
+# ------------------------------------------------------------------------------------- abdp by attainable progress
+import json  # noqa: E402
+
+from mpnas.config import ConfigError, load_config  # noqa: E402
+from mpnas.weighting import capped_weights, unscale_exclusive_gradients  # noqa: E402
+
+
+def _reference(tmp_path, val: dict, classes: dict):
+    path = tmp_path / "reference_metrics.json"
+    path.write_text(json.dumps({"domains": {d: {"top1_val": v, "num_classes": classes[d]} for d, v in val.items()}}))
+    return path
+
+
+def test_abdp_gives_an_unlearnable_domain_the_floor_where_the_focal_rule_gives_it_the_most(tmp_path):
+    classes = {"easy": 2, "hard": 200, "mid": 10}
+    acc = {"easy": 0.9, "hard": 0.01, "mid": 0.4}  # hard is at chance (1/200 = 0.005) and its reference too
+    ref = _reference(tmp_path, {"easy": 0.95, "hard": 0.006, "mid": 0.7}, classes)
+    new = build_weighting(_cfg("abdp", burn_in_fraction=0.0, momentum=0.0, reference_metrics=str(ref)), DOMAINS,
+                          100, classes)
+    old = build_weighting(_cfg("abdp_focal", burn_in_fraction=0.0, momentum=0.0), DOMAINS, 100, classes)
+    _feed(new, 5, acc)
+    _feed(old, 5, acc)
+    assert max(old.weights(5), key=old.weights(5).get) == "hard"
+    ws = new.weights(5)
+    assert ws["hard"] == pytest.approx(0.3)  # nothing attainable left: the floor
+    assert ws["mid"] > ws["easy"] > ws["hard"]  # mid has 0.27 chance-corrected accuracy to gain, easy 0.1
+    assert sum(ws.values()) / 3 == pytest.approx(1.0)
+
+
+def test_abdp_weights_never_pass_the_cap_and_keep_mean_one():
+    w = build_weighting(_cfg("abdp", burn_in_fraction=0.0, momentum=0.0, cap=1.5), DOMAINS, 100,
+                        {"easy": 10, "hard": 10, "mid": 10})
+    _feed(w, 3, {"easy": 0.99, "hard": 0.1, "mid": 0.98})  # nearly all the gap is hard's
+    ws = w.weights(3)
+    assert ws["hard"] == pytest.approx(1.5) and max(ws.values()) <= 1.5 + 1e-12
+    assert min(ws.values()) >= 0.3 and sum(ws.values()) == pytest.approx(3.0)
+    assert ws["mid"] > ws["easy"]  # the excess over the cap goes to the others in proportion to their gaps
+
+
+def test_capped_weights_water_fills():
+    ws = capped_weights({"a": 10.0, "b": 10.0, "c": 1.0, "d": 0.0}, floor=0.2, cap=1.6)
+    assert ws["a"] == ws["b"] == pytest.approx(1.6) and ws["d"] == pytest.approx(0.2)
+    assert sum(ws.values()) == pytest.approx(4.0)
+    assert capped_weights({"a": 0.0, "b": 0.0}, 0.3, 2.0) == {"a": 1.0, "b": 1.0}
+
+
+def test_chance_correction_treats_a_two_class_domain_at_half_as_unlearnt():
+    w = build_weighting(_cfg("abdp", burn_in_fraction=0.0, momentum=0.0), ["bin", "ten"], 100, {"bin": 2, "ten": 10})
+    for s in range(3):
+        w.update(s, {"bin": 1.0, "ten": 1.0}, {"bin": 0.5, "ten": 0.55})
+    ws = w.weights(3)
+    assert ws["bin"] > ws["ten"]  # raw accuracy says bin is worse by 0.05; chance-corrected it is 0 vs 0.5
+
+
+def test_cap_below_floor_is_refused_naming_the_field():
+    with pytest.raises(ConfigError, match=r"train\.loss_weighting\.abdp\.cap: .*below floor"):
+        load_config(None, ["train.loss_weighting.abdp.floor=0.9", "train.loss_weighting.abdp.cap=0.5"])
+    with pytest.raises(ConfigError, match=r"train\.loss_weighting\.abdp\.cap: .*below 1"):
+        load_config(None, ["train.loss_weighting.abdp.cap=0.95"])
+
+
+def test_missing_reference_metrics_is_refused_naming_the_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.loss_weighting\.abdp\.reference_metrics: .*nope\.json: not found"):
+        load_config(None, [f"train.loss_weighting.abdp.reference_metrics={tmp_path / 'nope.json'}"])
+
+
+def test_reference_metrics_lacking_a_domain_is_refused(tmp_path):
+    ref = _reference(tmp_path, {"easy": 0.9, "mid": 0.5}, {"easy": 2, "mid": 10})
+    cfg = _cfg("abdp", reference_metrics=str(ref))
+    with pytest.raises(ValueError, match=r"reference_metrics has no domains.<d>.top1_val for hard"):
+        build_weighting(cfg, DOMAINS, 100, {"easy": 2, "hard": 5, "mid": 10})
+
+
+# ------------------------------------------------------------------------- weights act on shared parameters only
+def _grads(model, batches, labels, weights, unscale):
+    model.zero_grad(set_to_none=True)
+    logits = model.forward_routed(batches)
+    losses = {d: torch.nn.functional.cross_entropy(logits[d], labels[d]) for d in logits}
+    torch.stack([weights[d] * v for d, v in losses.items()]).mean().backward()
+    if unscale:
+        unscale_exclusive_gradients(model.exclusive_parameters(), weights)
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("bn_mode", ["per_domain", "per_domain_affine"])
+def test_weights_scale_shared_gradients_only(tiny_cfg, bn_mode):
+    from mpnas.models.blocks import init_weights
+    from mpnas.models.multipath import MultiPathNet
+    from mpnas.space import Genotype, SearchSpace
+
+    space = SearchSpace.from_config(tiny_cfg.space, 16)
+    genos = {"a": Genotype.from_strings(["conv_k3", "ir_k3_e2", "zero", "ir_k5_e2_se", "ir_k3_e1"]),
+             "b": Genotype.from_strings(["conv_k3", "ir_k3_e2", "ir_k5_e1", "ir_k3_e2", "ir_k3_e1"])}
+    torch.manual_seed(0)
+    model = MultiPathNet(space, genos, {"a": 3, "b": 4}, bn_mode, space_config=tiny_cfg.space)
+    init_weights(model)
+    model.train()
+    batches = {d: torch.randn(6, 3, 16, 16) for d in genos}
+    labels = {"a": torch.randint(0, 3, (6,)), "b": torch.randint(0, 4, (6,))}
+    w = {"a": 2.0, "b": 0.5}
+    uniform = _grads(copy.deepcopy(model), batches, labels, {"a": 1.0, "b": 1.0}, False)
+    weighted = _grads(copy.deepcopy(model), batches, labels, w, False)
+    shared_only = _grads(copy.deepcopy(model), batches, labels, w, True)
+    # exclusive: a's classifier and node L03/ir_k5_e2_se, b's node L02/ir_k5_e1: the plain (uniform) gradient
+    for name in ("classifiers.a.1.weight", "classifiers.b.1.bias", "nodes.L03/ir_k5_e2_se.project.conv.weight",
+                 "nodes.L02/ir_k5_e1.depthwise.conv.weight"):
+        assert torch.allclose(shared_only[name], uniform[name], atol=1e-6), name
+        assert not torch.allclose(weighted[name], uniform[name], atol=1e-6), name
+    # shared conv (stem, L01, L04, head): the weighted mix, untouched by the unscaling
+    for name in ("nodes.L00/conv_k3.conv.weight", "nodes.L04/ir_k3_e1.project.conv.weight", "heads.shared.rest.0.weight"):
+        assert torch.equal(shared_only[name], weighted[name]), name
+        assert not torch.allclose(shared_only[name], uniform[name], atol=1e-6), name
+    bn = "nodes.L00/conv_k3.bn.weight"
+    if bn_mode == "per_domain_affine":  # each domain's own BN row is exclusive even inside a shared node
+        assert shared_only[bn].shape == (2, 8) and torch.allclose(shared_only[bn], uniform[bn], atol=1e-6)
+    else:
+        assert torch.equal(shared_only[bn], weighted[bn])

@@ -16,7 +16,7 @@ import re
 import torch
 from torch import nn
 
-from mpnas.models.blocks import BN_EPS, DomainBatchNorm2d
+from mpnas.models.blocks import DomainBatchNorm2d
 from mpnas.models.multipath import MultiPathNet
 
 
@@ -25,11 +25,7 @@ class FrozenAffine(nn.Module):
 
     def __init__(self, bn: DomainBatchNorm2d, domain_index: int):
         super().__init__()
-        i = domain_index if bn.per_domain else 0
-        with torch.no_grad():
-            inv = torch.rsqrt(bn.running_var[i].float() + BN_EPS)
-            scale = bn.weight.float() * inv
-            shift = bn.bias.float() - bn.running_mean[i].float() * scale
+        scale, shift = bn.folded(domain_index)  # this domain's statistics and (under per_domain_affine) its affine
         self.register_buffer("scale", scale.view(1, -1, 1, 1).clone())
         self.register_buffer("shift", shift.view(1, -1, 1, 1).clone())
 

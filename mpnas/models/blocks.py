@@ -3,6 +3,8 @@
 Every module takes `(x, d)` with `d` the domain index (a Python int), so batch-norm can keep per-domain running
 statistics in shared nodes: the affine parameters are shared (they are weights), the running mean/variance are not
 (mixing the statistics of ten very different domains breaks evaluation; docs/method.md section 7.2 item 5).
+`bn_mode="per_domain_affine"` also gives every domain its own affine scale and shift (Bilen and Vedaldi 2017's
+"universal parametric families": shared convolutions, per-domain batch-norm), at 2 x channels parameters per domain.
 An exported per-domain program fixes `d` as a constant, so no control flow on the domain survives export.
 """
 
@@ -16,7 +18,8 @@ from torch import nn
 
 from mpnas.space import Choice, LayerSpec, SearchSpace
 
-BnMode = Literal["per_domain", "shared"]
+BnMode = Literal["per_domain", "per_domain_affine", "shared"]
+BN_MODES: tuple[str, ...] = ("per_domain", "per_domain_affine", "shared")
 BN_MOMENTUM = 0.1  # high enough for short runs (torchvision's 0.01 leaves running stats far from the data)
 BN_EPS = 1e-3
 # A batch concatenated across domains (routed execution): ((domain index, rows), ...) in batch order.
@@ -28,23 +31,45 @@ def make_act(name: str) -> nn.Module:
 
 
 class DomainBatchNorm2d(nn.Module):
-    """BatchNorm with shared affine parameters and per-domain (or one shared set of) running statistics."""
+    """BatchNorm with per-domain (or one shared set of) running statistics and shared or per-domain affine parameters.
+
+    Affine parameters are `(channels,)` when shared and `(n_domains, channels)` under `per_domain_affine`."""
 
     def __init__(self, channels: int, n_domains: int, bn_mode: BnMode = "per_domain"):
         super().__init__()
-        self.per_domain = bn_mode == "per_domain"
+        if bn_mode not in BN_MODES:
+            raise ValueError(f"bn_mode {bn_mode!r}: choose from {', '.join(BN_MODES)}")
+        self.per_domain = bn_mode != "shared"
+        self.per_domain_affine = bn_mode == "per_domain_affine"
         n_stats = n_domains if self.per_domain else 1
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        shape = (n_domains, channels) if self.per_domain_affine else (channels,)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
         self.register_buffer("running_mean", torch.zeros(n_stats, channels))
         self.register_buffer("running_var", torch.ones(n_stats, channels))
+
+    def affine(self, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) that domain `d` uses."""
+        if self.per_domain_affine:
+            return self.weight[d], self.bias[d]
+        return self.weight, self.bias
+
+    def folded(self, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode BN of domain `d` as a per-channel (scale, shift): its own statistics and its own affine."""
+        i = d if self.per_domain else 0
+        weight, bias = self.affine(d)
+        with torch.no_grad():
+            scale = weight.float() * torch.rsqrt(self.running_var[i].float() + BN_EPS)
+            shift = bias.float() - self.running_mean[i].float() * scale
+        return scale, shift
 
     def forward(self, x: torch.Tensor, d: int | Segments) -> torch.Tensor:
         if not isinstance(d, int):  # routed batch: normalise each domain's rows exactly as a separate call would
             parts = x.split([n for _, n in d])
             return torch.cat([self.forward(part, i) for part, (i, _) in zip(parts, d)])
         i = d if self.per_domain else 0
-        return F.batch_norm(x, self.running_mean[i], self.running_var[i], self.weight, self.bias,
+        weight, bias = self.affine(d)
+        return F.batch_norm(x, self.running_mean[i], self.running_var[i], weight, bias,
                             self.training, BN_MOMENTUM, BN_EPS)
 
 

@@ -4,7 +4,9 @@ A node is (layer, choice, in_ch, out_ch); widths are fixed per layer, so `(layer
 and its id reads `L03/ir_k5_e6_se`. Domains that picked the same node at a layer hold the very same module (same
 tensors); `zero` layers are identities; nodes no domain uses are never built. The head convs are shared, each domain
 has its own classifier (dropout + linear). Batch-norm in shared nodes keeps per-domain running statistics
-(docs/method.md section 7.2; `bn_mode="shared"` is the ablation).
+(docs/method.md section 7.2; `bn_mode="shared"` is the ablation); `bn_mode="per_domain_affine"` also gives each
+domain its own BN scale and shift, so with one shared path it is the shared-backbone, per-domain-BN baseline
+(`shared_domain_bn` in the comparison).
 
 `share_nodes=False` gives every domain its own copy of every node and of the head: the *bundle* of independent
 single-domain models (the domain-independent NAS baseline) as one object, so its parameters and FLOPs are exactly the
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from mpnas.config import SpaceConfig
-from mpnas.models.blocks import BnMode, Head, build_block
+from mpnas.models.blocks import BnMode, DomainBatchNorm2d, Head, build_block
 from mpnas.space import Choice, Genotype, SearchSpace, genotypes_from_strings
 from mpnas.utils.io import atomic_write_bytes, atomic_write_json, read_json
 
@@ -182,15 +184,47 @@ class MultiPathNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def path_parameters(self, domain: str | int) -> int:
-        """Parameters on one domain's path: its nodes + head + its classifier."""
-        return sum(p.numel() for p in self.domain_module(domain).parameters())
+        """Parameters on one domain's path: its nodes + head + its classifier (its own BN rows only)."""
+        path = self.domain_module(domain)
+        other_rows = sum(2 * bn.weight.shape[-1] * (bn.weight.shape[0] - 1) for bn in path.modules()
+                         if isinstance(bn, DomainBatchNorm2d) and bn.per_domain_affine)
+        return sum(p.numel() for p in path.parameters()) - other_rows
 
     def analytic_parameters(self) -> int:
-        """The same count from the space's analytic costs (a cross-check of the module construction)."""
+        """The same count from the space's analytic costs (a cross-check of the module construction); under
+        per_domain_affine each BN adds 2 x channels per further domain (BN widths read from the modules)."""
         total = sum(self.space.layers[li].cost(c)[1] for li, c in self.node_specs.values())
         total += len(self.heads) * self.space.head_cost()[1]
         prev = self.space.head_widths[-1]
-        return total + sum(prev * k + k for k in self.num_classes.values())
+        total += sum(prev * k + k for k in self.num_classes.values())
+        if self.bn_mode == "per_domain_affine":
+            total += sum(2 * bn.weight.shape[-1] * (len(self.domains) - 1) for bn in self.modules()
+                         if isinstance(bn, DomainBatchNorm2d))
+        return total
+
+    def exclusive_parameters(self) -> dict[str, list[tuple[nn.Parameter, Optional[int]]]]:
+        """Domain -> the parameters (or rows of them) that only this domain's forward pass touches.
+
+        `(p, None)` is a whole tensor (a classifier, a node or head on one domain's path only); `(p, row)` is one
+        domain's row of a per-domain-affine BN inside a shared node. The trainer uses it to apply loss weights to
+        shared parameters only (mpnas/weighting.py, docs/weighting.md)."""
+        out: dict[str, list[tuple[nn.Parameter, Optional[int]]]] = {d: [] for d in self.domains}
+        users = self.node_users()
+        head_users: dict[str, list[str]] = {}
+        for d in self.domains:
+            head_users.setdefault(self.head_key(d), []).append(d)
+        modules = [(self.nodes[k], u) for k, u in users.items()] + [(self.heads[k], u) for k, u in head_users.items()]
+        for module, who in modules:
+            if len(who) == 1:
+                out[who[0]] += [(p, None) for p in module.parameters()]
+                continue
+            for bn in module.modules():
+                if isinstance(bn, DomainBatchNorm2d) and bn.per_domain_affine:
+                    for d in who:
+                        out[d] += [(bn.weight, self.index[d]), (bn.bias, self.index[d])]
+        for d in self.domains:
+            out[d] += [(p, None) for p in self.classifiers[d].parameters()]
+        return out
 
 
 # -------------------------------------------------------------------------------------------------- model directory
@@ -256,7 +290,11 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Mul
     weights = model_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: missing model weights")
-    state = safetensors.torch.load_file(str(weights), device=str(device))
+    try:
+        state = safetensors.torch.load_file(str(weights), device=str(device))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError alike: the file is not usable weights
+        raise ValueError(f"{weights}: not a readable safetensors file ({str(exc).strip()[:200]}); re-run "
+                         f"`mpnas train` to write the model again") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -37,7 +37,7 @@ from mpnas.nas.checkpoint import check_data_hash, load_state, save_state
 from mpnas.space import Genotype, SearchSpace
 from mpnas.training.optim import build_optimizer, build_scheduler, parameter_groups
 from mpnas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from mpnas.weighting import build_weighting
+from mpnas.weighting import build_weighting, unscale_exclusive_gradients
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.parquet"
@@ -137,7 +137,10 @@ class _Run:
         # under torchrun each rank draws its own batch_size per domain (global batch = world size x batch_size)
         self.loader = MultiDomainLoader(ds, domains, "train", tc.batch_size, cfg.data,
                                         seed=cfg.seed + distributed.current().rank, device=device)
-        self.weighting = build_weighting(tc.loss_weighting, domains, tc.steps)
+        self.weighting = build_weighting(tc.loss_weighting, domains, tc.steps, model.num_classes)
+        # weights act on shared parameters only (mpnas/weighting.py): each domain's own parameters, to unscale
+        self.exclusive = (model.exclusive_parameters()
+                          if tc.loss_weighting.apply_to == "shared_parameters" else None)
         self.opt = build_optimizer(parameter_groups(model, tc.weight_decay, self.weighting.parameters()), tc)
         self.sched = build_scheduler(self.opt, tc.steps, tc.warmup_fraction)
         self.step = 0
@@ -198,6 +201,8 @@ class _Run:
                                f"(lower train.lr or check the data)")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.exclusive is not None:
+            unscale_exclusive_gradients(self.exclusive, weights)
         distributed.all_reduce_gradients(self.model)  # no-ops without a process group (torchrun)
         distributed.all_reduce_gradients(self.weighting.parameters())
         self.opt.step()

@@ -136,3 +136,36 @@ def test_missing_class_names_without_data_is_an_error(tiny, tmp_path):
     with pytest.raises(ValueError, match="lacks classes"):
         export_model(model_dir, tmp_path / "exp", ExportConfig(formats=["onnx"]), progress=False)
     assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.slow
+def test_per_domain_affine_single_path_exports_with_parity_and_conv_weights_once(tiny, export_data, tmp_path):
+    """The shared_domain_bn baseline: one path for every domain, per-domain BN. Each method folds its own BN; the
+    convolutions stay shared, so the combined .pte saves (about) one copy of them."""
+    from mpnas.models.blocks import DomainBatchNorm2d
+    from mpnas.models.multipath import MultiPathNet, save_model
+
+    one_path = {d: tiny.genotypes["beta-2"] for d in tiny.domains}
+    torch.manual_seed(0)
+    m = MultiPathNet(tiny.space, one_path, tiny.num_classes, "per_domain_affine", space_config=tiny.space_config)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, DomainBatchNorm2d):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.3, 0.3)
+                mod.running_mean.normal_(0, 0.2)
+                mod.running_var.uniform_(0.5, 1.5)
+    ds = PreparedDataset(export_data)
+    meta = {"domains": {d: {"classes": list(ds.info(d).classes), "mean": list(ds.info(d).mean),
+                            "std": list(ds.info(d).std)} for d in m.domains}}
+    model_dir = save_model(m.eval(), tmp_path / "model", meta)
+    report = export_model(model_dir, tmp_path / "exp", ExportConfig(formats=["executorch"], int8=False,
+                                                                     latency_repeats=1),
+                          data_dir=export_data, progress=False)
+    assert report["parity_ok"] is True
+    assert all(row["parity"]["executorch"]["max_abs_diff"] <= 1e-3 for row in report["domains"].values())
+    shared_weights = sum(p.numel() * 4 for n, p in m.named_parameters()
+                         if not n.startswith("classifiers.") and not n.endswith(("bn.weight", "bn.bias")))
+    s = report["sharing"]
+    assert s["saved_bytes"] >= 0.9 * shared_weights  # one copy of every conv/linear weight saved
+    assert s["combined_over_sum"] < 0.6

@@ -153,3 +153,56 @@ def test_architecture_figure_is_written(space, genotypes, tiny_cfg, tmp_path):
 
     path = architecture_figure(_model(space, genotypes, tiny_cfg), tmp_path / "arch.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------------- per-domain affine batch-norm
+def _affine_model(space, genotypes, tiny_cfg):
+    m = _model(space, genotypes, tiny_cfg, bn_mode="per_domain_affine")
+    with torch.no_grad():  # distinct per-domain affine and statistics, so a wrong row would show
+        for mod in m.modules():
+            if hasattr(mod, "running_mean"):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.3, 0.3)
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def test_per_domain_affine_counts_each_domains_bn_once(space, genotypes, tiny_cfg):
+    m = _affine_model(space, genotypes, tiny_cfg)
+    base = _model(space, genotypes, tiny_cfg)
+    assert m.num_parameters() == m.analytic_parameters() > base.num_parameters()
+    for d, g in genotypes.items():  # a path holds only its own BN rows: the same count as a single-domain model
+        assert m.path_parameters(d) == space.path_cost(g, NUM_CLASSES[d])[1]
+    assert m.nodes["L00/conv_k3"].bn.weight.shape == (3, 8)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_per_domain_affine_routed_equals_per_domain_calls_and_affine_matters(space, genotypes, tiny_cfg, train):
+    m = _affine_model(space, genotypes, tiny_cfg).train(train)
+    ref = copy.deepcopy(m)
+    xs = {d: torch.randn(4, 3, 16, 16) for d in genotypes}
+    routed = m.forward_routed(xs)
+    for d, x in xs.items():
+        torch.testing.assert_close(routed[d], ref(x, d), rtol=1e-5, atol=1e-5)
+    swapped = copy.deepcopy(m)
+    with torch.no_grad():
+        swapped.nodes["L00/conv_k3"].bn.weight[0] = swapped.nodes["L00/conv_k3"].bn.weight[1]
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(swapped.eval()(x, "b"), m.eval()(x, "b"))  # b's row untouched
+    assert not torch.allclose(swapped(x, "a"), m(x, "a"))
+
+
+def test_per_domain_affine_round_trips(space, genotypes, tiny_cfg, tmp_path):
+    m = _affine_model(space, genotypes, tiny_cfg).eval()
+    save_model(m, tmp_path / "model", {"data": {"crop": 16}})
+    loaded = load_model(tmp_path / "model")
+    assert loaded.bn_mode == "per_domain_affine"
+    x = torch.randn(3, 3, 16, 16)
+    for d in genotypes:
+        assert torch.equal(loaded(x, d), m(x, d))
+
+
+def test_unknown_bn_mode_is_refused(space, genotypes, tiny_cfg):
+    with pytest.raises(ValueError, match="bn_mode 'per_class'"):
+        _model(space, genotypes, tiny_cfg, bn_mode="per_class")

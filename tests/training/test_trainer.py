@@ -96,3 +96,16 @@ def test_schedule_and_weight_decay_groups(tiny_cfg):
     names = {id(p): n for n, p in m.named_parameters()}
     assert all(p.ndim > 1 and not names[id(p)].startswith("classifiers.") for p in decay["params"])
     assert any(names[id(p)] == "classifiers.a.1.weight" for p in no_decay["params"])
+
+
+def test_per_domain_affine_with_abdp_trains_and_keeps_weights_under_the_cap(tiny_cfg, tiny_data, tmp_path):
+    train = tiny_cfg.train.model_copy(update={"steps": 12, "bn_mode": "per_domain_affine"})
+    train.loss_weighting.abdp.cap = 1.2
+    train.loss_weighting.abdp.update_every = 2
+    cfg = tiny_cfg.model_copy(update={"train": train})
+    res = train_model(cfg, tiny_data, _genotypes(cfg), tmp_path / "m", progress=False)
+    w = res.history[["weight/alpha", "weight/beta"]]
+    assert (w.max(axis=1) <= 1.2 + 1e-9).all() and ((w.mean(axis=1) - 1).abs() < 1e-6).all()
+    assert (w != 1.0).any().any()  # the weighting did act
+    loaded = load_model(tmp_path / "m")
+    assert loaded.bn_mode == "per_domain_affine" and loaded.num_parameters() == res.model.num_parameters()
