@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from mpnas.cli._common import add_config_args, config_from_args, writing
@@ -38,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(pr)
     pr.set_defaults(func=_prepare)
 
-    info = dsub.add_parser("info", help="summarise a prepared dataset")
+    info = dsub.add_parser("info", help="summarise a prepared dataset and check its arrays",
+                           description="Print domains, classes and split sizes; exit 1 naming each array that is "
+                                       "missing, truncated or inconsistent with meta.json.")
     info.add_argument("path", type=Path)
     info.add_argument("--json", action="store_true", help="print meta, stats and version as JSON")
     info.set_defaults(func=_info)
@@ -96,8 +99,9 @@ def _info(args: argparse.Namespace) -> int:
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     version = data_version(args.path)
     if args.json:
-        print(json.dumps({"meta": ds.meta, "stats": stats, "version": version}, indent=2))
-        return 0
+        print(json.dumps({"meta": ds.meta, "stats": stats, "version": version, "problems": ds.problems()},
+                         indent=2))
+        return _report_problems(ds)
     print(f"{args.path}: {len(ds.domains)} domain(s), {ds.size}x{ds.size} px, source {ds.meta.get('source')}")
     print(f"content hash {ds.content_hash}" + (f"  (dvc md5 {version['dvc_md5']})" if version["dvc_md5"] else ""))
     header = f"{'domain':<16s}{'classes':>8s}{'train':>8s}{'searchval':>10s}{'val':>7s}{'test':>7s}  mean / std"
@@ -112,4 +116,12 @@ def _info(args: argparse.Namespace) -> int:
         print("* test split without labels")
     if stats.get("skipped"):
         print(f"skipped items: {len(stats['skipped'])} (see {stats_path})")
-    return 0
+    return _report_problems(ds)
+
+
+def _report_problems(ds) -> int:
+    """`info` vouches for a dataset only when every array opens and matches meta.json."""
+    problems = ds.problems()
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    return 1 if problems else 0

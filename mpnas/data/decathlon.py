@@ -69,6 +69,9 @@ def _split_items(root: Path, path: Path, doc: dict[str, Any], cat_index: dict[An
     for i, im in enumerate(doc["images"]):
         if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
             raise DatasetError(f"{path}: images[{i}] needs an 'id' and a string 'file_name'")
+        if "\x00" in im["file_name"]:
+            raise DatasetError(f"{path}: images[{i}] (id {im['id']!r}) has a NUL byte in its file_name "
+                               f"{im['file_name']!r}; no file can have that name")
         if im["id"] in images:
             raise DatasetError(f"{path}: duplicate image id {im['id']!r} (images[{i}], file {im['file_name']!r})")
         images[im["id"]] = im["file_name"]

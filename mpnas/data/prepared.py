@@ -54,15 +54,23 @@ class PreparedDataset:
         if not meta_path.is_file():
             raise DatasetError(f"{self.root}: not a prepared dataset (no meta.json). "
                                f"Create one with `mpnas data prepare --source embedded --out {self.root}`.")
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise DatasetError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
-        self.size: int = int(self.meta["size"])
-        self.domains_info: dict[str, DomainInfo] = {
-            name: DomainInfo(name, tuple(d["classes"]), dict(d["splits"]), dict(d["labeled"]),
-                             tuple(d["mean"]), tuple(d["std"]))
-            for name, d in self.meta["domains"].items()
-        }
+        try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{meta_path}: not valid JSON ({exc})") from None
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
+            found = self.meta.get("format") if isinstance(self.meta, dict) else type(self.meta).__name__
+            raise DatasetError(f"{meta_path}: format {found!r}, expected {FORMAT!r}")
+        try:
+            self.size: int = int(self.meta["size"])
+            self.domains_info: dict[str, DomainInfo] = {
+                name: DomainInfo(name, tuple(d["classes"]), dict(d["splits"]), dict(d["labeled"]),
+                                 tuple(d["mean"]), tuple(d["std"]))
+                for name, d in self.meta["domains"].items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DatasetError(f"{meta_path}: malformed ({type(exc).__name__}: {exc}); re-create the dataset with "
+                               f"`mpnas data prepare --overwrite`") from None
         self._cache: dict[tuple[str, str, str], np.ndarray] = {}
 
     @property
@@ -91,12 +99,49 @@ class PreparedDataset:
     def _array(self, domain: str, split: str, what: str) -> np.ndarray:
         key = (domain, split, what)
         if key not in self._cache:
-            self.info(domain)
-            path = self.root / domain / f"{split}.{what}.npy"
-            if not path.is_file():
-                raise DatasetError(f"{path}: missing array for domain {domain!r} split {split!r}")
-            self._cache[key] = np.load(path, mmap_mode="r")
+            self._cache[key] = self._open_checked(domain, split, what)
         return self._cache[key]
+
+    def _open_checked(self, domain: str, split: str, what: str) -> np.ndarray:
+        """Open one array memory-mapped and check it against meta.json: a truncated or tampered file is an error
+        naming it, not a crash (or a label index out of range) deep inside training."""
+        info = self.info(domain)
+        path = self.root / domain / f"{split}.{what}.npy"
+        hint = "re-create the dataset with `mpnas data prepare --overwrite`"
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing array for domain {domain!r} split {split!r}; {hint}")
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DatasetError(f"{path}: unreadable or truncated array ({exc}); {hint}") from None
+        n = self.split_size(domain, split)
+        if what == "images":
+            expected = (n, self.size, self.size, 3)
+            if arr.dtype != np.uint8 or arr.shape != expected:
+                raise DatasetError(f"{path}: expected uint8 {expected}, found {arr.dtype} {arr.shape}; {hint}")
+        else:
+            if arr.dtype != np.int64 or arr.shape != (n,):
+                raise DatasetError(f"{path}: expected int64 ({n},), found {arr.dtype} {arr.shape}; {hint}")
+            lo = -1 if not info.labeled.get(split, False) else 0
+            if n and (int(arr.min()) < lo or int(arr.max()) >= info.num_classes):
+                raise DatasetError(f"{path}: labels must lie in [{lo}, {info.num_classes - 1}] (domain {domain!r} "
+                                   f"has {info.num_classes} classes), found {int(arr.min())}..{int(arr.max())}; "
+                                   f"{hint}")
+        return arr
+
+    def problems(self) -> list[str]:
+        """Every array that is missing, truncated or inconsistent with meta.json (empty when healthy)."""
+        found = []
+        for d in self.domains:
+            for split in SPLITS:
+                if split not in self.info(d).split_sizes:
+                    continue
+                for what in ("images", "labels"):
+                    try:
+                        self._array(d, split, what)
+                    except DatasetError as exc:
+                        found.append(str(exc))
+        return found
 
     def images(self, domain: str, split: str) -> np.ndarray:
         """uint8 (N, S, S, 3), memory-mapped."""

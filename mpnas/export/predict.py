@@ -25,6 +25,25 @@ def _executorch_available() -> bool:
     return True
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def confined(root: Path, rel: object) -> Path:
+    """A manifest's file entry as a path inside the export directory: absolute names, `..` and symlinks that leave
+    it are refused, so an edited manifest cannot make `predict` load a file from elsewhere."""
+    manifest = root / "manifest.json"
+    if not isinstance(rel, str) or not rel:
+        raise ValueError(f"{manifest}: file entry {rel!r} must be a non-empty relative path")
+    base = root.resolve()
+    path = (root / rel).resolve()
+    if Path(rel).is_absolute() or (path != base and base not in path.parents):
+        raise ValueError(f"{manifest}: file entry {rel!r} lies outside the export directory {root}; "
+                         f"re-run `mpnas export`")
+    return root / rel
+
+
 class Predictor:
     """Top-k classes of images for a named domain, run by the ExecuTorch runtime (.pte) or onnxruntime (ONNX)."""
 
@@ -60,9 +79,18 @@ class Predictor:
                              f"(see {root / 'manifest.json'})")
         if runtime == "executorch":
             methods = {d: info["method"] for d, info in manifest["domains"].items()}
-            runner = PteRunner(root / section[precision], methods)
+            pte = confined(root, section[precision])
+            try:
+                runner = PteRunner(pte, methods)
+            except (FileNotFoundError, ValueError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the runtime's load errors have no common type
+                raise ValueError(f"{pte}: not a loadable ExecuTorch program ({_first_line(exc)}); "
+                                 f"re-run `mpnas export`") from None
         else:
-            runner = OnnxRunner({d: root / p for d, p in section[precision].items()})
+            if not isinstance(section[precision], dict):
+                raise ValueError(f"{root / 'manifest.json'}: onnx.{precision} must map domains to files")
+            runner = OnnxRunner({d: confined(root, p) for d, p in section[precision].items()})
         return cls(manifest, runner, runtime)
 
     def _domain(self, domain: str) -> dict:
@@ -95,6 +123,12 @@ class Predictor:
 
     def logits(self, x: np.ndarray, domain: str) -> np.ndarray:
         self._domain(domain)
+        if isinstance(self.runner, OnnxRunner):
+            try:
+                self.runner.session(domain)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime's load errors have no common type
+                raise ValueError(f"{self.runner.paths[domain]}: not a loadable ONNX model ({_first_line(exc)}); "
+                                 f"re-run `mpnas export`") from None
         return self.runner(domain, x)
 
     def predict(self, image: str | Path, domain: str, top_k: int = 3) -> list[tuple[str, float]]:
