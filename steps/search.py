@@ -23,8 +23,12 @@ def search(config: dict, dataset: dict, workspace: str, mode: Optional[str] = No
     from mpnas.nas.search import run_search
 
     cfg = rebuild(config)
-    if mode is not None:
-        cfg.search.mode = mode
+    if mode is not None and mode != cfg.search.mode:
+        # The baselines search as the paper does: tying and the marginal cost only exist for multi_path.
+        update = {"mode": mode} | ({} if mode == "multi_path" else
+                                   {"tying": cfg.search.tying.model_copy(update={"prior": "none"}),
+                                    "cost_scope": "path"})
+        cfg = cfg.model_copy(update={"search": cfg.search.model_validate(cfg.search.model_dump() | update)})
     mode = cfg.search.mode
     out = keyed_dir(workspace, "search", cfg.model_dump(mode="json"), dataset["content_hash"])
     tracking.log_config(cfg, f"search_{mode}")
