@@ -29,15 +29,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mpnas.training.trainer import train_model
+    from mpnas.training.trainer import resolve_space, train_model
 
     cfg = config_from_args(args)
     path = Path(args.genotypes)
     if not path.is_file():
         raise FileNotFoundError(f"--genotypes {path}: file not found")
     genotypes = genotypes_from_json(path.read_text(), str(path))
+    _check_genotypes(genotypes, resolve_space(cfg), path)
     with writing(args.out, args.overwrite, args.resume, data=args.data, genotypes=path):
         result = train_model(cfg, args.data, genotypes, args.out, resume=args.resume, progress=not args.quiet,
                              share_nodes=not args.no_share)
     print(f"best mean val top-1 {result.best_mean_val:.4f} at step {result.best_step}; model in {result.model_dir}")
     return 0
+
+
+def _check_genotypes(genotypes: dict, space, path: Path) -> None:
+    """Each path must fit the configured space; say which file and domain does not (before any data is read)."""
+    for domain, g in genotypes.items():
+        try:
+            g.validate(space)
+        except ValueError as exc:
+            raise ValueError(f"{path}: genotypes.{domain}: {exc} (was it searched with another space config?)") \
+                from None
