@@ -95,7 +95,10 @@ def _decode(items: list[SourceItem], size: int, pool: Optional[Executor]) -> Ite
 def _reserved_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A writable .npy memmap whose blocks are allocated up front: a full disk then fails here with ENOSPC (an
     error we can report) instead of killing the process with SIGBUS when a page of a sparse file is written."""
-    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    except OSError as exc:
+        raise disk_full(exc, path) if is_disk_full(exc) else exc
     nbytes = os.path.getsize(path)
     if nbytes:
         fd = os.open(path, os.O_RDWR)

@@ -23,6 +23,9 @@ DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 class DiskFullError(OSError):
     """A write ran out of space (or hit a file-size limit); the message names the path."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class OutputLockedError(RuntimeError):
     """Another process is writing the same output directory."""
