@@ -1,4 +1,4 @@
-"""One comparison table over methods trained on the same prepared data (markdown + JSON)."""
+"""One comparison table over methods trained on the same prepared data and seeds (markdown + JSON)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,15 @@ from typing import Annotated, Any
 
 from zenml import step
 
-from mpnas.evaluation.comparison import accuracy_cost_figure, compare_methods
+from mpnas.evaluation.comparison import accuracy_cost_figure, aggregate_seeds, compare_methods
 from mpnas.evaluation.comparison import comparison_markdown as summary_markdown
+from pipelines.stack import TRACKER
 from steps import tracking
-from steps._support import TRACKER
 from steps.report import write_report
 from steps.workdirs import current_run_name
 
-METHODS = ("mpnas", "mpnas_uniform", "independent_nas", "multi_head_nas", "single_path_multi_head")
 
-
-COLUMNS = (("mean top-1 (test)", "mean_top1_test"), ("mean top-1 (val)", "mean_top1_val"),
+COLUMNS = (("mean top-1 (test)", "mean_top1_test"), ("std over seeds", "std_top1_test"), ("mean top-1 (val)", "mean_top1_val"),
            ("decathlon score", "decathlon_score"), ("params", "params_total"), ("FLOPs (union)", "flops_union"),
            ("Jaccard (mean)", "jaccard_mean_off_diagonal"))
 
@@ -37,25 +35,38 @@ def comparison_markdown(table: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def group_runs(metrics: list[dict], methods: list[str], seeds: list[int]) -> dict[str, dict[int, dict]]:
+    """{method: {seed: metrics.json}} from the parallel lists the pipeline passes (method order kept)."""
+    if not len(metrics) == len(methods) == len(seeds):
+        raise ValueError(f"compare: {len(metrics)} metrics for {len(methods)} method names and {len(seeds)} seeds")
+    runs: dict[str, dict[int, dict]] = {}
+    for m, name, seed in zip(metrics, methods, seeds):
+        if seed in runs.setdefault(name, {}):
+            raise ValueError(f"compare: method {name!r} has two runs with seed {seed}")
+        runs[name][seed] = m
+    return runs
+
+
 @step(experiment_tracker=TRACKER)
-def compare(dataset: dict, reports_root: str, mpnas: dict, mpnas_uniform: dict, independent_nas: dict,
-            multi_head_nas: dict, single_path_multi_head: dict) -> Annotated[dict, "comparison"]:
-    """{"methods": {name: metrics.json}} plus comparison.md, written to reports/<run>/ and logged to MLflow."""
-    table = {"mpnas": mpnas, "mpnas_uniform": mpnas_uniform, "independent_nas": independent_nas,
-             "multi_head_nas": multi_head_nas, "single_path_multi_head": single_path_multi_head}
+def compare(dataset: dict, reports_root: str, metrics: list[dict], methods: list[str], seeds: list[int]
+            ) -> Annotated[dict, "comparison"]:
+    """{"methods": {name: mean over seeds + runs}, "summary", "seeds"} plus comparison.md, written to reports/<run>/
+    and logged to MLflow."""
+    table = {name: aggregate_seeds(runs) for name, runs in group_runs(metrics, methods, seeds).items()}
     summary = compare_methods(table)
-    result = {"methods": table, "summary": summary,
+    result = {"methods": table, "summary": summary, "seeds": sorted(set(seeds)),
               "data": {"path": dataset["path"], "content_hash": dataset["content_hash"],
                        "dvc_md5": dataset.get("dvc_md5")}}
-    md = (f"# Method comparison (data `{dataset['content_hash'][:16]}`)\n\n" + comparison_markdown(table) + "\n"
+    md = (f"# Method comparison (data `{dataset['content_hash'][:16]}`, seeds {', '.join(map(str, result['seeds']))})"
+          f"\n\n" + comparison_markdown(table) + "\n"
           + summary_markdown(summary) + "\n![accuracy against cost](figures/accuracy_vs_cost.png)\n")
     with tempfile.TemporaryDirectory() as figs:
         accuracy_cost_figure(summary, Path(figs) / "accuracy_vs_cost.png")
         out = write_report(reports_root, current_run_name(), files={"comparison.md": md, "report.md": md},
                            extra_dirs={"figures": Path(figs)},
                            json_files={"comparison.json": result, "data_version.json": dataset}, latest=False)
-    for name, metrics in table.items():
-        tracking.log_metrics(metrics, prefix=f"compare/{name}/")
+    for name, entry in table.items():
+        tracking.log_metrics({k: v for k, v in entry.items() if k != "runs"}, prefix=f"compare/{name}/")
     tracking.set_tags({"method": "comparison", "dataset": dataset["path"].rsplit("/", 1)[-1],
                        "data_hash": dataset["content_hash"][:16], "git_commit": tracking.git_commit()})
     tracking.log_dir(out, "report")

@@ -1,12 +1,15 @@
-"""The paper's comparison table from several methods' metrics.json on the same data.
+"""The paper's comparison table from several methods' metrics.json on the same data, over one or more seeds.
 
 Adds what only makes sense across methods: a decathlon score whose E_max is 2x a reference method's test error per
 domain (by default the independent-NAS bundle, as for the mini benchmarks of docs/data.md), parameter and FLOPs
 ratios to the single-backbone model, the paper's claims as checkable targets, and an accuracy-vs-cost figure.
+With several seeds (`aggregate_seeds`) every number is the mean over seeds and the mean top-1 and per-domain top-1
+carry the sample standard deviation (n - 1; none for one seed): differences of 1-2 points are inside seed noise.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +22,50 @@ from mpnas.evaluation.metrics import decathlon_score, reference_e_max  # noqa: E
 
 REFERENCE = "independent_nas"
 BACKBONE = "single_path_multi_head"
+
+
+SHARED_DOMAIN_BN = "shared_domain_bn"
+NULL_CONTROL = "mpnas_null"
+# headline numbers of a metrics.json that are averaged over seeds
+SEED_MEANS = ("mean_top1_test", "mean_top1_val", "decathlon_score", "params_total", "flops_sum_paths", "flops_union",
+              "flops_mean_path", "jaccard_mean_off_diagonal")
+
+
+def _mean_std(values: list[Optional[float]]) -> tuple[Optional[float], Optional[float]]:
+    """Mean and sample std (n - 1) of the known values; (None, None) if none, std None for a single value."""
+    known = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and not math.isnan(float(v))]
+    if not known:
+        return None, None
+    mean = sum(known) / len(known)
+    if len(known) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in known) / (len(known) - 1))
+
+
+def aggregate_seeds(runs: dict[int, dict]) -> dict[str, Any]:
+    """One method's entry from its per-seed metrics.json ({seed: metrics}): seeds, mean and std of the mean top-1,
+    per-domain means (and std), means of the other headline numbers, and every run in seed order under `runs`."""
+    if not runs:
+        raise ValueError("aggregate_seeds: no runs")
+    seeds = sorted(runs)
+    ordered = [runs[s] for s in seeds]
+    out: dict[str, Any] = {"seeds": seeds, "method": ordered[0].get("method")}
+    for key in SEED_MEANS:
+        out[key] = _mean_std([m.get(key) for m in ordered])[0]
+    out["std_top1_test"] = _mean_std([m.get("mean_top1_test") for m in ordered])[1]
+    out["std_top1_val"] = _mean_std([m.get("mean_top1_val") for m in ordered])[1]
+    domains = list(ordered[0].get("domains", {}))
+    out["domains"] = {}
+    for d in domains:
+        entry: dict[str, Any] = {}
+        for key in ("top1_test", "top1_val"):
+            mean, std = _mean_std([m.get("domains", {}).get(d, {}).get(key) for m in ordered])
+            entry[key], entry[f"{key}_std"] = mean, std
+        entry["num_classes"] = ordered[0]["domains"][d].get("num_classes")
+        out["domains"][d] = entry
+    out["runs"] = ordered
+    return out
 
 
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -41,8 +88,10 @@ def compare_methods(methods: dict[str, dict], reference: str = REFERENCE, backbo
         acc = {d: m["domains"][d].get("top1_test") for d in domains}
         score = decathlon_score(acc, e_max)[0] if e_max else None
         rows[name] = {
-            "mean_top1_test": m.get("mean_top1_test"), "mean_top1_val": m.get("mean_top1_val"),
-            "top1_test": acc, "decathlon_score_vs_reference": score,
+            "seeds": m.get("seeds"), "mean_top1_test": m.get("mean_top1_test"),
+            "std_top1_test": m.get("std_top1_test"), "mean_top1_val": m.get("mean_top1_val"),
+            "top1_test": acc, "top1_test_std": {d: m["domains"][d].get("top1_test_std") for d in domains},
+            "decathlon_score_vs_reference": score,
             "params_total": m.get("params_total"), "flops_sum_paths": m.get("flops_sum_paths"),
             "flops_union": m.get("flops_union"),
             "params_ratio_to_backbone": _ratio(m.get("params_total"), base.get("params_total")),
@@ -55,7 +104,9 @@ def compare_methods(methods: dict[str, dict], reference: str = REFERENCE, backbo
 
 def paper_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The claims of MPNAS (mean top-1 >= independent NAS with <=30% of its params and <=70% of its FLOPs, above both
-    multi-head baselines, ABDP >= uniform) evaluated on these rows."""
+    multi-head baselines, ABDP >= uniform) evaluated on these rows, plus two of ours: MPNAS at least as accurate as
+    the shared backbone with per-domain BN within its parameters + 10% (issue 17), and above the no-signal control
+    search (its architectures must come from the reward, not from the search's mechanics)."""
     def get(method: str, key: str) -> Optional[float]:
         return rows.get(method, {}).get(key)
 
@@ -78,6 +129,12 @@ def paper_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
               get(BACKBONE, "mean_top1_test")),
         check("ABDP (mpnas) mean top-1 >= uniform (mpnas_uniform)", get("mpnas", "mean_top1_test"), ">=",
               get("mpnas_uniform", "mean_top1_test")),
+        check(f"mpnas mean top-1 >= {SHARED_DOMAIN_BN}", get("mpnas", "mean_top1_test"), ">=",
+              get(SHARED_DOMAIN_BN, "mean_top1_test")),
+        check(f"mpnas params <= 110% of {SHARED_DOMAIN_BN}", get("mpnas", "params_total"), "<=",
+              None if get(SHARED_DOMAIN_BN, "params_total") is None else 1.1 * get(SHARED_DOMAIN_BN, "params_total")),
+        check(f"mpnas mean top-1 > {NULL_CONTROL} (no-signal search)", get("mpnas", "mean_top1_test"), ">",
+              get(NULL_CONTROL, "mean_top1_test")),
     ]
 
 
@@ -89,16 +146,30 @@ def _num(v: Optional[float], unit: float = 1.0, digits: int = 2) -> str:
     return "n/a" if v is None else f"{v / unit:,.{digits}f}"
 
 
+def _pct_std(v: Optional[float], std: Optional[float]) -> str:
+    """`41.2 ± 0.8` (percent), or just the mean where there is no std (one seed)."""
+    return _pct(v) if std is None or v is None else f"{100 * v:.1f} ± {100 * std:.1f}"
+
+
+def _seeds_note(rows: dict[str, dict[str, Any]]) -> str:
+    seeds = {tuple(r["seeds"]) for r in rows.values() if r.get("seeds")}
+    if not seeds:
+        return ""
+    listed = "; ".join(", ".join(str(s) for s in t) for t in sorted(seeds))
+    return (f"Seeds: {listed}. Values are means over seeds; ± is the sample standard deviation over seeds; "
+            f"parameters and FLOPs of searched methods are means too (each seed searches its own architecture).")
+
+
 def comparison_markdown(summary: dict[str, Any]) -> str:
     rows, domains = summary["rows"], summary["domains"]
     out = ["## Summary", "",
            f"Decathlon score: E_max = 2 x the test error of `{summary['reference']}` per domain; ratios are to "
-           f"`{summary['backbone']}`.", "",
+           f"`{summary['backbone']}`. {_seeds_note(rows)}".rstrip(), "",
            "| method | mean top-1 test % | mean top-1 val % | decathlon score | params (M) | params ratio | "
            "FLOPs sum of paths (M) | FLOPs ratio | FLOPs union (M) | Jaccard mean |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in rows.items():
-        out.append(f"| {name} | {_pct(r['mean_top1_test'])} | {_pct(r['mean_top1_val'])} | "
+        out.append(f"| {name} | {_pct_std(r['mean_top1_test'], r.get('std_top1_test'))} | {_pct(r['mean_top1_val'])} | "
                    f"{_num(r['decathlon_score_vs_reference'], 1, 0)} | {_num(r['params_total'], 1e6)} | "
                    f"{_num(r['params_ratio_to_backbone'])} | {_num(r['flops_sum_paths'], 1e6, 1)} | "
                    f"{_num(r['flops_sum_ratio_to_backbone'])} | {_num(r['flops_union'], 1e6, 1)} | "
@@ -106,7 +177,8 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     out += ["", "## Test top-1 per domain (%)", "",
             "| method | " + " | ".join(domains) + " |", "|---|" + "---:|" * len(domains)]
     for name, r in rows.items():
-        out.append(f"| {name} | " + " | ".join(_pct(r["top1_test"][d]) for d in domains) + " |")
+        std = r.get("top1_test_std") or {}
+        out.append(f"| {name} | " + " | ".join(_pct_std(r["top1_test"][d], std.get(d)) for d in domains) + " |")
     out += ["", "## Targets (the paper's claims)", "", "| target | value | bound | met |", "|---|---:|---:|---|"]
     for t in summary["targets"]:
         big = t["value"] is not None and abs(t["value"]) > 10
@@ -118,7 +190,8 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
 
 
 def accuracy_cost_figure(summary: dict[str, Any], path: str | Path) -> Path:
-    """Mean test top-1 against total parameters and against FLOPs (sum of paths), one point per method."""
+    """Mean test top-1 against total parameters and against FLOPs (sum of paths), one point per method (with the
+    seed standard deviation as an error bar)."""
     rows = {n: r for n, r in summary["rows"].items() if r["mean_top1_test"] is not None}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "params_total", "parameters (M)"),
@@ -128,6 +201,8 @@ def accuracy_cost_figure(summary: dict[str, Any], path: str | Path) -> Path:
                 continue
             x, y = r[key] / 1e6, 100 * r["mean_top1_test"]
             ax.scatter([x], [y], s=60, marker="*" if name == "mpnas" else "o")
+            if r.get("std_top1_test"):  # seed spread of the mean top-1
+                ax.errorbar([x], [y], yerr=[100 * r["std_top1_test"]], fmt="none", ecolor="grey", capsize=3)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("mean test top-1 (%)")

@@ -50,3 +50,46 @@ def test_markdown_and_figure(table, tmp_path):
     assert "| mpnas | 75.0 |" in md and "Test top-1 per domain" in md and "| yes |" in md
     png = accuracy_cost_figure(summary, tmp_path / "fig.png")
     assert png.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------------------ seeds
+from mpnas.evaluation.comparison import aggregate_seeds  # noqa: E402
+
+
+def test_aggregate_seeds_means_std_and_per_domain_means(table):
+    runs = {0: metrics({"a": 0.9, "b": 0.6}, 2e6, 60e6), 1: metrics({"a": 0.7, "b": 0.6}, 3e6, 80e6),
+            2: metrics({"a": 0.8, "b": 0.3}, 4e6, 70e6)}
+    e = aggregate_seeds({2: runs[2], 0: runs[0], 1: runs[1]})
+    assert e["seeds"] == [0, 1, 2] and [r["params_total"] for r in e["runs"]] == [2e6, 3e6, 4e6]
+    assert e["mean_top1_test"] == pytest.approx((0.75 + 0.65 + 0.55) / 3)
+    assert e["std_top1_test"] == pytest.approx(0.1)  # sample std of 0.75, 0.65, 0.55
+    assert e["domains"]["a"]["top1_test"] == pytest.approx(0.8)
+    assert e["domains"]["a"]["top1_test_std"] == pytest.approx(0.1)
+    assert e["domains"]["b"]["top1_test"] == pytest.approx(0.5)
+    assert e["params_total"] == pytest.approx(3e6)
+    one = aggregate_seeds({5: runs[0]})
+    assert one["seeds"] == [5] and one["std_top1_test"] is None and one["mean_top1_test"] == pytest.approx(0.75)
+
+
+def test_markdown_shows_mean_plus_minus_std_over_seeds(table):
+    agg = {name: aggregate_seeds({0: m, 1: metrics({d: v["top1_test"] - 0.1 for d, v in m["domains"].items()},
+                                                     m["params_total"], m["flops_sum_paths"])})
+           for name, m in table.items()}
+    summary = compare_methods(agg)
+    assert summary["rows"]["mpnas"]["std_top1_test"] == pytest.approx(0.0707, abs=1e-4)
+    md = comparison_markdown(summary)
+    assert "| mpnas | 70.0 ± 7.1 |" in md  # mean of 75 and 65
+    assert "85.0 ± 7.1" in md  # domain a of mpnas: 0.9 and 0.8
+    assert "Seeds: 0, 1." in md
+
+
+def test_shared_domain_bn_and_null_control_targets(table):
+    table["shared_domain_bn"] = metrics({"a": 0.8, "b": 0.6}, 1.9e6, 50e6)
+    table["mpnas_null"] = metrics({"a": 0.8, "b": 0.6}, 2e6, 60e6)
+    met = {t["target"]: t["met"] for t in compare_methods(table)["targets"]}
+    assert met["mpnas mean top-1 >= shared_domain_bn"] is True  # 0.75 vs 0.70
+    assert met["mpnas params <= 110% of shared_domain_bn"] is True  # 2.0 M vs 2.09 M
+    assert met["mpnas mean top-1 > mpnas_null (no-signal search)"] is True
+    table["shared_domain_bn"]["params_total"] = 1.5e6
+    met = {t["target"]: t["met"] for t in compare_methods(table)["targets"]}
+    assert met["mpnas params <= 110% of shared_domain_bn"] is False

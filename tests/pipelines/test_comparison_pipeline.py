@@ -1,4 +1,5 @@
-"""The comparison pipeline: five methods on the same data into one table; mpnas reuses the main run's search."""
+"""The comparison pipeline: seven methods over two seeds on the same data into one table (mean ± std); seed 0 reuses
+the main run's search from the cache; a bad seed list stops the run before any step, naming the file and field."""
 
 from __future__ import annotations
 
@@ -6,31 +7,80 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
+
+from mpnas.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-METHODS = {"mpnas", "mpnas_uniform", "independent_nas", "multi_head_nas", "single_path_multi_head"}
+METHODS = {"mpnas", "mpnas_uniform", "mpnas_null", "independent_nas", "multi_head_nas", "single_path_multi_head",
+           "shared_domain_bn"}
 
 
 @pytest.mark.slow
-def test_comparison_table(smoke_runs, workspace):
+def test_comparison_table_over_seeds(smoke_runs, workspace):
     from zenml.client import Client
 
     from pipelines.comparison_pipeline import comparison_pipeline
 
     comparison_pipeline.with_options(config_path=str(ROOT / "configs" / "smoke.yaml"))(
-        workspace=str(workspace), reports_root=str(workspace / "reports"))
+        workspace=str(workspace), reports_root=str(workspace / "reports"), seeds=[0, 1])
     run = Client().get_pipeline_run(Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0].id)
     assert run.status.value == "completed"
-    assert run.steps["search_multi_path"].status.value == "cached"  # same search as the smoke mpnas run
-    assert run.steps["train_mpnas"].status.value == "cached"
-    assert not any(n == "search_uniform" for n in run.steps)  # mpnas_uniform shares the multi_path search
+    assert run.steps["search_multi_path_seed0"].status.value == "cached"  # same search as the smoke mpnas run
+    assert run.steps["train_mpnas_seed0"].status.value == "cached"
+    assert run.steps["search_multi_path_seed1"].status.value == "completed"  # another seed is another search
+    assert not any(n.startswith("search_uniform") for n in run.steps)  # mpnas_uniform shares the multi_path search
     result = json.loads((workspace / "reports" / run.name / "comparison.json").read_text())
-    assert set(result["methods"]) == METHODS
-    table = (workspace / "reports" / run.name / "comparison.md").read_text()
-    assert all(f"| {m} |" in table for m in METHODS)
+    assert set(result["methods"]) == METHODS and result["seeds"] == [0, 1]
     m = result["methods"]
-    assert m["independent_nas"]["sharing"]["share_nodes"] is False
-    assert m["mpnas"]["train"]["share_nodes"] is True
-    for shared in ("multi_head_nas", "single_path_multi_head"):
-        g = run.steps[f"search_{'multi_head' if shared == 'multi_head_nas' else 'fixed'}"].outputs["genotypes"][0].load()
+    for name, entry in m.items():
+        assert entry["seeds"] == [0, 1] and len(entry["runs"]) == 2, name
+        tests = [r["mean_top1_test"] for r in entry["runs"]]
+        assert entry["mean_top1_test"] == pytest.approx(sum(tests) / 2), name
+        assert entry["std_top1_test"] == pytest.approx(abs(tests[0] - tests[1]) / 2 ** 0.5), name
+        for d, dom in entry["domains"].items():
+            assert dom["top1_test"] == pytest.approx(sum(r["domains"][d]["top1_test"] for r in entry["runs"]) / 2)
+        assert [r["train"]["seed"] for r in entry["runs"]] == [0, 1], name
+    table = (workspace / "reports" / run.name / "comparison.md").read_text()
+    assert all(f"| {name} |" in table for name in METHODS) and " ± " in table
+    assert m["independent_nas"]["runs"][0]["sharing"]["share_nodes"] is False
+    assert m["mpnas"]["runs"][0]["train"]["share_nodes"] is True
+    assert m["shared_domain_bn"]["runs"][0]["bn_mode"] == "per_domain_affine"
+    assert m["single_path_multi_head"]["runs"][0]["bn_mode"] == "per_domain"
+    # shared_domain_bn: the reference path for every domain, per-domain BN rows: more parameters than the same path
+    # with shared BN affine, by 2 x channels per BN and further domain
+    assert m["shared_domain_bn"]["params_total"] > m["single_path_multi_head"]["params_total"]
+    null_search = run.steps["search_multi_path_null_seed0"].outputs["search_run"][0].load()
+    assert json.loads((Path(null_search.path) / "summary.json").read_text())["null_control"] is True
+    for shared in ("multi_head", "fixed"):
+        g = run.steps[f"search_{shared}_seed0"].outputs["genotypes"][0].load()
         assert len({tuple(v) for v in g.values()}) == 1, shared  # one path for every domain
+
+
+def test_bad_seed_list_stops_before_any_step(zenml_stack, tmp_path):
+    from zenml.client import Client
+
+    from pipelines.comparison_pipeline import comparison_pipeline
+
+    raw = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    raw["extra"] = {"comparison": {"seeds": [1, 1]}}
+    bad = tmp_path / "bad_seeds.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    runs_before = Client().list_pipeline_runs(size=1).total
+    with pytest.raises(ConfigError, match=r"(?s)bad_seeds\.yaml.*extra\.comparison\.seeds.*repeat a seed"):
+        comparison_pipeline.with_options(config_path=str(bad))()
+    raw["extra"] = {"comparison": {"seedz": [0]}}
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"extra\.comparison\.seedz"):
+        comparison_pipeline.with_options(config_path=str(bad))()
+    assert Client().list_pipeline_runs(size=1).total == runs_before
+
+
+@pytest.mark.parametrize("name", ["mini_real", "mini_real_quick"])
+def test_mini_real_configs_ask_for_three_seeds(name):
+    from pipelines.comparison_pipeline import resolve_seeds
+
+    raw = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    assert resolve_seeds(None, raw.get("extra"), 0) == [0, 1, 2]
+    assert resolve_seeds([4], raw.get("extra"), 0) == [4]  # the pipeline parameter wins
+    assert resolve_seeds(None, None, 7) == [7]
