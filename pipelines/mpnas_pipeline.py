@@ -47,4 +47,4 @@ def mpnas_pipeline(config: Optional[dict] = None, config_path: Optional[str] = N
     mobile = export(config=sections(cfg, "export"), dataset=dataset, model=model, workspace=ws)
     report(config=cfg.model_dump(mode="json"), dataset=dataset, sharing=sharing, model=model,
            evaluation=evaluation, mobile_export=mobile, reports_root=str(Path(reports_root).resolve()))
-    register(config=eval_cfg, dataset=dataset, model=model, metrics=metrics)
+    register(config=eval_cfg, dataset=dataset, model=model, metrics=metrics, mobile_export=mobile)

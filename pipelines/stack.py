@@ -55,18 +55,27 @@ def ensure_local_stack(uri: str | None = None, activate: bool = True) -> str:
     return STACK
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview (traces, latency, tokens) unless the experiment says it
+# is a model-training one: then it opens on the runs table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(name: str, uri: str | None = None) -> str:
-    """Create the MLflow experiment with its artifact location inside the project (ZenML would use ./mlruns)."""
+    """Create the MLflow experiment as a model-training experiment, with its artifact location inside the project
+    (ZenML would use ./mlruns); an existing experiment gets the kind tag if it lacks it."""
     import mlflow
 
     uri = uri or tracking_uri()
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = artifact_root(uri) / name
-    location.mkdir(parents=True, exist_ok=True)
-    return client.create_experiment(name, artifact_location=location.as_uri())
+    if exp is None:
+        location = artifact_root(uri) / name
+        location.mkdir(parents=True, exist_ok=True)
+        return client.create_experiment(name, artifact_location=location.as_uri(), tags=EXPERIMENT_KIND)
+    for key, value in EXPERIMENT_KIND.items():
+        if exp.tags.get(key) != value:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
 
 
 def active_tracking_uri() -> str:

@@ -89,10 +89,11 @@ def dvc_prepare(cfg: MpnasConfig, workspace: Path) -> dict[str, Any]:
             "dvc_lock": str(workspace / "dvc.lock")}
 
 
-@step(enable_cache=False)
+@step(enable_cache=False, experiment_tracker=TRACKER)
 def ingest(config: dict, workspace: str) -> Annotated[dict, "dataset"]:
     """Prepare (or reuse) the DVC-versioned dataset. Never cached by ZenML: DVC decides whether data changed, and
-    the returned version (content hash + dvc.lock md5) lets every downstream step cache on the data it read."""
+    the returned version (content hash + dvc.lock md5) lets every downstream step cache on the data it read. Every
+    pipeline run logs the data as its MLflow dataset input here (cached steps downstream log nothing)."""
     cfg = rebuild(config)
     ws = Path(workspace).resolve()
     version = dvc_prepare(cfg, ws)
@@ -103,6 +104,7 @@ def ingest(config: dict, workspace: str) -> Annotated[dict, "dataset"]:
                "manifest": str(ds.root / "manifest.parquet") if (ds.root / "manifest.parquet").is_file() else ""}
     log_metadata(metadata={"data_content_hash": ds.content_hash, "dvc_md5": version["dvc_md5"],
                            "domains": ", ".join(domains)}, infer_artifact=True, artifact_name="dataset")
+    tracking.log_dataset(dataset)
     return dataset
 
 

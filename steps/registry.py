@@ -17,7 +17,7 @@ from zenml.enums import ModelStages
 
 from steps import tracking
 from steps._support import TRACKER, rebuild
-from steps.artifacts import ModelDir
+from steps.artifacts import ExportDir, ModelDir
 
 MODEL_NAME = "mpnas"
 
@@ -59,20 +59,39 @@ def mean_val_top1(model: ModelDir, dataset: dict, config: dict) -> Tuple[Optiona
 
 
 @step(enable_cache=False, experiment_tracker=TRACKER)
-def register(config: dict, dataset: dict, model: ModelDir, metrics: dict, stage: str = "staging"
-             ) -> Annotated[dict, "registration"]:
-    """Attach metrics to this run's `mpnas` model version; stage it (production if there is none yet)."""
+def register(config: dict, dataset: dict, model: ModelDir, metrics: dict,
+             mobile_export: Optional[ExportDir] = None, stage: str = "staging") -> Annotated[dict, "registration"]:
+    """Attach metrics to this run's `mpnas` model version; stage it (production if there is none yet); log the
+    model (with the export's .pte and ONNX files) as the MLflow run's logged model, each side naming the other."""
     mv = get_step_context().model_version
     first = production_version(mv.model.name) is None
     mean, per = mean_val_top1(model, dataset, config)
-    log_metadata(metadata={"mean_top1_val": mean, "top1_val": per, "metrics": _numbers(metrics),
-                           "data_content_hash": dataset["content_hash"], "dvc_md5": str(dataset.get("dvc_md5"))},
-                 infer_model=True)
     target = ModelStages.PRODUCTION.value if first else stage
+    mlflow_model = log_mlflow_model(model, mobile_export, dataset, mv, mean, per, metrics)
+    log_metadata(metadata={"mean_top1_val": mean, "top1_val": per, "metrics": _numbers(metrics),
+                           "data_content_hash": dataset["content_hash"], "dvc_md5": str(dataset.get("dvc_md5")),
+                           **mlflow_model}, infer_model=True)
     mv.set_stage(target, force=True)
     tracking.set_tags({"model_version": f"{mv.model.name}:{mv.number}", "model_stage": target})
     tracking.log_metrics({"mean_top1_val": mean}, prefix="model/")
-    return {"model": mv.model.name, "version": str(mv.number), "stage": target, "mean_top1_val": mean}
+    return {"model": mv.model.name, "version": str(mv.number), "stage": target, "mean_top1_val": mean,
+            **mlflow_model}
+
+
+def log_mlflow_model(model: ModelDir, mobile_export: Optional[ExportDir], dataset: dict, mv, mean: Optional[float],
+                     per: dict, metrics: dict) -> dict[str, str]:
+    """The MLflow logged model of this run, tagged with the ZenML model version; returns the ids for the version's
+    metadata (the link back). Empty without an active MLflow run."""
+    headline = {k: metrics.get(k) for k in ("mean_top1_test", "decathlon_score", "params_total", "flops_union")}
+    model_metrics = {"mean_top1_val": mean, **{f"top1_val.{d}": v for d, v in per.items()}, **headline}
+    model_id = tracking.log_model(
+        model.path, mobile_export.path if mobile_export is not None else None, dataset,
+        {"model": mv.model.name, "model_version": str(mv.number), "model_version_id": str(mv.id)},
+        {k: v for k, v in model_metrics.items() if v is not None})
+    if model_id is None:
+        return {}
+    return {"mlflow_model_id": model_id, "mlflow_model_uri": f"models:/{model_id}",
+            "mlflow_run_id": str(tracking.run_id())}
 
 
 @step(enable_cache=False)

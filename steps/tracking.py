@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 from pathlib import Path
@@ -99,3 +100,121 @@ def log_dir(path: str | Path, artifact_path: Optional[str] = None) -> None:
 def run_id() -> Optional[str]:
     run = mlflow.active_run()
     return run.info.run_id if run else None
+
+
+# ------------------------------------------------------------------------------------------- MLflow dataset input
+DIGEST_CHARS = 32  # MLflow caps a dataset digest at 36 characters: the first 32 hex digits of the content hash
+
+
+def dataset_input(dataset: dict) -> "mlflow.data.dataset.Dataset":
+    """The prepared data as an MLflow dataset: name = its directory, digest = its content hash, source = the DVC
+    stage and md5 that produced it, profile = the per-domain split counts, schema = the image and label arrays."""
+    import numpy as np
+    from mlflow.data.schema import TensorDatasetSchema
+    from mlflow.types.schema import Schema, TensorSpec
+
+    from mpnas.data.prepared import PreparedDataset
+
+    ds = PreparedDataset(dataset["path"])
+    domains = list(dataset.get("domains") or ds.domains)
+    profile = {"content_hash": ds.content_hash, "image_size": ds.size,
+               "domains": {d: {**ds.info(d).split_sizes, "classes": ds.num_classes(d)} for d in domains},
+               "images": sum(sum(ds.info(d).split_sizes.values()) for d in domains)}
+    schema = TensorDatasetSchema(
+        features=Schema([TensorSpec(np.dtype("uint8"), (-1, ds.size, ds.size, 3), "image")]),
+        targets=Schema([TensorSpec(np.dtype("int64"), (-1,), "label")]))
+    source = DvcStageSource(stage=str(dataset.get("dvc_stage")), md5=str(dataset.get("dvc_md5")),
+                            path=str(dataset["path"]), lock=str(dataset.get("dvc_lock", "")))
+    return PreparedData(source=source, name=Path(dataset["path"]).name,
+                        digest=ds.content_hash[:DIGEST_CHARS], schema=schema, profile=profile)
+
+
+def log_dataset(dataset: dict, context: str = "training") -> None:
+    """Log the prepared data as this run's dataset input (MLflow keeps one entry per dataset and run)."""
+    if active():
+        mlflow.log_input(dataset_input(dataset), context=context)
+
+
+def _dataset_classes():
+    from mlflow.data.dataset_source import DatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class DvcStageSource(DatasetSource):
+        """Where prepared data came from: the DVC stage (in the workspace's dvc.yaml) and the md5 dvc.lock records."""
+
+        def __init__(self, stage: str, md5: str, path: str, lock: str = ""):
+            self.stage, self.md5, self.path, self.lock = stage, md5, path, lock
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "dvc"
+
+        def load(self) -> str:
+            return self.path
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> "DvcStageSource":
+            raise NotImplementedError("a DVC stage source is built from the ingest step's dataset, not resolved")
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"dvc_stage": self.stage, "dvc_md5": self.md5, "path": self.path, "dvc_lock": self.lock}
+
+        @classmethod
+        def from_dict(cls, d: dict[Any, Any]) -> "DvcStageSource":
+            return cls(d["dvc_stage"], d["dvc_md5"], d["path"], d.get("dvc_lock", ""))
+
+    class PreparedData(MetaDataset):
+        """A MetaDataset (the arrays stay in the DVC workspace) that also carries a profile."""
+
+        def __init__(self, source, name, digest, schema, profile: dict):
+            self._profile = profile
+            super().__init__(source=source, name=name, digest=digest, schema=schema)
+
+        @property
+        def profile(self) -> dict:
+            return self._profile
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+    return DvcStageSource, PreparedData
+
+
+DvcStageSource, PreparedData = _dataset_classes()
+
+
+# --------------------------------------------------------------------------------------------- MLflow logged model
+LOGGED_MODEL_NAME = "mpnas"
+
+
+def log_model(model_dir: str | Path, export_dir: Optional[str | Path], dataset: dict,
+              zenml_version: dict[str, str], metrics: dict[str, float]) -> Optional[str]:
+    """Log the trained model as an MLflow logged model of the active run; return its model id.
+
+    The PyTorch flavour is saved as `pt2` (torch.export, no pickle): it takes a float32 RGB batch scaled to [0, 1]
+    (NCHW, the model's input size) and returns one logits tensor per domain, each domain normalising with its own
+    mean/std inside, so the signature names one output per domain. The export's .pte and ONNX files and manifest are
+    artifacts of the same model; tags carry the ZenML model version (whose metadata carries this model id back)."""
+    if not active():
+        return None
+    import mlflow.pytorch
+
+    from steps.mlflow_model import every_domain_model, export_files, input_example, signature
+
+    net, wrapper = every_domain_model(model_dir, dataset["path"])
+    example = input_example(net, dataset["path"])
+    info = mlflow.pytorch.log_model(
+        wrapper, name=LOGGED_MODEL_NAME, serialization_format="pt2", input_example=example,
+        signature=signature(net, example), extra_files=export_files(export_dir),
+        pip_requirements=[f"torch=={__import__('torch').__version__}", f"mlflow=={mlflow.__version__}"],
+        tags={f"zenml.{k}": str(v) for k, v in zenml_version.items()},
+        params={"domains": ",".join(net.domains), "input_size": str(net.space.input_size),
+                "data_content_hash": str(dataset["content_hash"])})
+    finite = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    if finite:
+        mlflow.log_metrics(finite, model_id=info.model_id, dataset=dataset_input(dataset))
+    return info.model_id

@@ -16,13 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=["auto", "executorch", "onnx"], default="auto")
     p.add_argument("--int8", action="store_true", help="use the int8 variant")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("--verbose", action="store_true",
+                   help="let the runtimes' own log lines (ExecuTorch/cpuinfo, onnxruntime) through to stderr")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mpnas.export import runtimes
     from mpnas.export.predict import Predictor
 
+    runtimes.set_verbose(args.verbose)
     predictor = Predictor.load(args.model, runtime=args.runtime, int8=args.int8 or None)
     results = {str(img): predictor.predict(img, args.domain, args.top_k) for img in args.images}
     if args.json:

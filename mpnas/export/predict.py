@@ -12,14 +12,15 @@ from typing import Optional
 import numpy as np
 
 from mpnas.export.manifest import read_manifest
-from mpnas.export.runtimes import OnnxRunner, PteRunner
+from mpnas.export.runtimes import OnnxRunner, PteRunner, quiet_native
 
 RUNTIMES = ("auto", "executorch", "onnx")
 
 
 def _executorch_available() -> bool:
     try:
-        import executorch.runtime  # noqa: F401
+        with quiet_native():  # importing it logs torch warnings
+            import executorch.runtime  # noqa: F401
     except ImportError:
         return False
     return True
