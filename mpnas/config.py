@@ -341,6 +341,10 @@ class ExportConfig(_Strict):
     parity_min_agreement: float = Field(0.999, gt=0, le=1)
     latency_repeats: int = Field(30, ge=1)
     opset: int = Field(18, ge=11)
+    measure_sharing: bool = Field(False, description="also lower one single-method .pte per domain (in memory) to "
+                                                     "measure the combined file's saving exactly; slow (one XNNPACK "
+                                                     "lowering per domain). Off: the saving comes from the combined "
+                                                     "program's per-method constant tables")
 
 
 # ---------------------------------------------------------------------------------------------------------- root

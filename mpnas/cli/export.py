@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", dest="int8", action=argparse.BooleanOptionalAction, default=None,
                    help="also write int8 variants (default: export.int8 of the config)")
     p.add_argument("--formats", help="comma-separated subset of executorch,onnx (default: export.formats)")
+    p.add_argument("--measure-sharing", dest="measure_sharing", action=argparse.BooleanOptionalAction, default=None,
+                   help="also lower one single-method .pte per domain in memory to measure the combined file's "
+                        "saving exactly (slow; default: export.measure_sharing, else the saving is read from the "
+                        "combined program's constant tables)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_config_args(p)
@@ -34,6 +38,8 @@ def _run(args: argparse.Namespace) -> int:
     update = {}
     if args.int8 is not None:
         update["int8"] = args.int8
+    if args.measure_sharing is not None:
+        update["measure_sharing"] = args.measure_sharing
     if args.formats:
         formats = [f.strip() for f in args.formats.split(",") if f.strip()]
         unknown = sorted(set(formats) - {"executorch", "onnx"})

@@ -9,8 +9,9 @@ Layout of the export directory (written in a temp dir, renamed into place when c
     onnx/<entry>.int8.onnx      onnxruntime static QDQ int8 (cfg.int8)
     export_report.json / .md    parity, int8 accuracy, sizes, sharing, batch-1 latency per domain and runtime
 
-The per-domain single-method .pte files that prove the sharing survives lowering are built in memory and only their
-sizes are kept (in the report); an app wants the combined file.
+fp32 and int8 are lowered once each. What the combined .pte saves by storing shared weights once is read from its
+per-method constant tables (`sharing.py`); with `export.measure_sharing` one single-method .pte per domain is also
+lowered in memory to measure the saving against real files (slow; benchmarks do it). The report says which.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mpnas.export import measure
 from mpnas.export.manifest import FORMAT, MANIFEST_FILE, file_entries, sha256_file
 from mpnas.export.programs import domain_program, entry_names
 from mpnas.export.report import render_markdown
+from mpnas.export.sharing import shared_weight_bytes, sharing_report, table_sharing
 from mpnas.export.runtimes import OnnxRunner, PteRunner
 from mpnas.models.multipath import WEIGHTS_FILE, MultiPathNet, load_model
 from mpnas.utils.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -124,16 +126,6 @@ def _calibration(ds: PreparedDataset, domain: str, crop: int, count: int) -> np.
     return center_crop(x, crop).contiguous().numpy()
 
 
-def shared_weight_bytes(model: MultiPathNet) -> int:
-    """fp32 bytes that storing shared parameters once saves over one copy per domain path: sum over parameters of
-    (number of domain paths using it - 1) x its bytes. The .pte's measured saving should be at least this."""
-    users: dict[int, list] = {}
-    for d in model.domains:
-        for p in model.domain_module(d).parameters():
-            users.setdefault(id(p), [p, 0])[1] += 1
-    return sum((n - 1) * p.numel() * 4 for p, n in users.values())
-
-
 def _eager(model: MultiPathNet, domain: str) -> Callable[[np.ndarray], np.ndarray]:
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -195,24 +187,27 @@ def export_loaded(model: MultiPathNet, source: dict, out: Path, cfg: ExportConfi
     sharing = None
     if want_pte:
         t0 = time.perf_counter()
-        (out / PTE_FILE).write_bytes(pte.lower_to_pte(fp_programs))
+        edge = pte.lower(fp_programs)
+        tables = table_sharing(edge, methods)
+        (out / PTE_FILE).write_bytes(pte.to_pte_bytes(edge))
         runners["executorch"] = PteRunner(out / PTE_FILE, methods)
         log(f"model.pte: {len(methods)} methods lowered to XNNPACK ({time.perf_counter() - t0:.1f}s)")
         single = {}
-        for d in model.domains:
+        for d in model.domains if cfg.measure_sharing else []:
             single[d] = len(pte.lower_to_pte({methods[d]: fp_programs[methods[d]]}))
             log(f"{d}: single-method .pte measured ({single[d]} B, not kept)")
-        combined = (out / PTE_FILE).stat().st_size
-        sharing = {"combined_pte_bytes": combined, "single_method_pte_bytes": single,
-                   "sum_single_bytes": sum(single.values()), "combined_over_sum": combined / sum(single.values()),
-                   "saved_bytes": sum(single.values()) - combined,
-                   "shared_weight_bytes": shared_weight_bytes(model),
-                   "single_method_files": "built in memory to measure, not kept"}
-        log(f"sharing: combined {combined} B vs {sum(single.values())} B for {len(single)} single-method files")
+        int8_tables = None
         if int8:
-            (out / PTE_INT8_FILE).write_bytes(pte.lower_to_pte(q_programs))
+            t0 = time.perf_counter()
+            edge_q = pte.lower(q_programs)
+            int8_tables = table_sharing(edge_q, methods)
+            (out / PTE_INT8_FILE).write_bytes(pte.to_pte_bytes(edge_q))
             runners["executorch_int8"] = PteRunner(out / PTE_INT8_FILE, methods)
-            log("model.int8.pte: lowered")
+            log(f"model.int8.pte: lowered ({time.perf_counter() - t0:.1f}s)")
+        sharing = sharing_report((out / PTE_FILE).stat().st_size, tables, shared_weight_bytes(model), single or None,
+                                 int8_tables)
+        log(f"sharing: combined {sharing['combined_pte_bytes']} B saves {sharing['saved_bytes']} B over separate "
+            f"per-domain files (measured {sharing['how'].split(':')[0]})")
     if want_onnx:
         runners["onnx"] = OnnxRunner(onnx_fp)
         if int8:

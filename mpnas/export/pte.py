@@ -15,13 +15,22 @@ def export_program(module: nn.Module, example: torch.Tensor) -> torch.export.Exp
         return torch.export.export(module, (example,))
 
 
-def lower_to_pte(programs: dict[str, torch.export.ExportedProgram]) -> bytes:
-    """Lower named programs to one XNNPACK-delegated ExecuTorch program and return the .pte bytes."""
+def lower(programs: dict[str, torch.export.ExportedProgram]):
+    """Lower named programs to one XNNPACK-delegated edge program (an `EdgeProgramManager`; its per-method constant
+    tables are read by `sharing.constant_tables`, `to_pte_bytes` serialises it)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    edge = to_edge_transform_and_lower(dict(programs), partitioner=[XnnpackPartitioner()])
+    return to_edge_transform_and_lower(dict(programs), partitioner=[XnnpackPartitioner()])
+
+
+def to_pte_bytes(edge) -> bytes:
     return bytes(edge.to_executorch().buffer)
+
+
+def lower_to_pte(programs: dict[str, torch.export.ExportedProgram]) -> bytes:
+    """Lower named programs to one XNNPACK-delegated ExecuTorch program and return the .pte bytes."""
+    return to_pte_bytes(lower(programs))
 
 
 def quantize_pt2e(module: nn.Module, example: torch.Tensor, calibration: torch.Tensor) -> torch.export.ExportedProgram:

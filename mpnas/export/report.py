@@ -35,12 +35,22 @@ def render_markdown(report: dict) -> str:
     s = report.get("sharing")
     if s:
         lines += ["", "## Weight sharing in the .pte", "",
-                  f"One .pte with every domain's method: {s['combined_pte_bytes']:,} B; the single-method .pte files "
-                  f"would take {s['sum_single_bytes']:,} B together (ratio {s['combined_over_sum']:.3f}; "
-                  f"{s['single_method_files']}). Saved {s['saved_bytes']:,} B; storing each shared fp32 parameter "
-                  f"once accounts for {s['shared_weight_bytes']:,} B of that (the rest is per-file overhead).", "",
-                  "| domain | single-method .pte bytes |", "|---|---|"]
-        lines += [f"| {d} | {b:,} |" for d, b in s["single_method_pte_bytes"].items()]
+                  f"One .pte with every domain's method: {s['combined_pte_bytes']:,} B. Storing each shared weight "
+                  f"once saves {s['saved_bytes']:,} B against one file per domain "
+                  f"(combined / separate {s['combined_over_separate']:.3f}); measured {s['how']}. "
+                  f"The fp32 parameters the domains share account for {s['shared_weight_bytes']:,} B.", ""]
+        t = s["constant_tables"]
+        per_file = s.get("single_method_pte_bytes", {})
+        lines += [f"Constant tables: {t['unique_constant_bytes']:,} B stored once, "
+                  f"{sum(t['method_constant_bytes'].values()):,} B summed over methods.", "",
+                  "| domain | constant bytes its method uses |" + (" single-method .pte bytes |" if per_file else ""),
+                  "|---|---|" + ("---|" if per_file else "")]
+        lines += [f"| {d} | {b:,} |" + (f" {per_file[d]:,} |" if per_file else "")
+                  for d, b in t["method_constant_bytes"].items()]
+        q = s.get("int8_constant_tables")
+        if q:
+            lines += ["", f"int8 .pte: {q['unique_constant_bytes']:,} B of constants stored once, "
+                          f"{q['saved_bytes']:,} B saved against one file per domain (constant tables)."]
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"

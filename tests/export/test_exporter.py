@@ -36,14 +36,37 @@ def test_pte_has_one_method_per_domain_matching_eager(exported, model_dir, expor
 
 
 @pytest.mark.slow
-def test_combined_pte_is_smaller_than_single_method_files(exported):
-    _, report = exported
+def test_sharing_is_read_from_constant_tables_without_lowering_single_method_programs(exported):
+    out, report = exported
     s = report["sharing"]
-    assert s["combined_pte_bytes"] < s["sum_single_bytes"]
-    # the saving is the shared weights stored once, not just per-file overhead (the head alone is 64x256 floats)
+    assert s["measured_by"] == "constant_tables" and "single_method_pte_bytes" not in s
+    t = s["constant_tables"]
+    assert set(t["method_constant_bytes"]) == {"alpha", "beta-2"}
+    assert t["unique_constant_bytes"] < sum(t["method_constant_bytes"].values())
+    # the saving is the shared weights stored once (the head alone is 64x256 floats)
     assert s["shared_weight_bytes"] > 64 * 256 * 4
-    assert s["saved_bytes"] >= 0.9 * s["shared_weight_bytes"]
-    assert set(s["single_method_pte_bytes"]) == {"alpha", "beta-2"}
+    assert s["saved_bytes"] == t["saved_bytes"] >= 0.9 * s["shared_weight_bytes"]
+    assert s["combined_over_separate"] < 1 and s["combined_pte_bytes"] == (out / "model.pte").stat().st_size
+    assert s["int8_constant_tables"]["saved_bytes"] > 0  # the int8 file shares its quantized weights too
+    md = (out / "export_report.md").read_text()
+    assert "per-method constant tables" in md and f"{s['saved_bytes']:,} B" in md
+
+
+@pytest.mark.slow
+def test_measure_sharing_lowers_single_method_programs_and_agrees_with_the_tables(exported, model_dir, export_data,
+                                                                                  tmp_path):
+    """The constant-table saving is what separate files repeat in constants; real files add their per-file overhead
+    on top, so the file-size saving is slightly larger, never smaller."""
+    cfg = ExportConfig(formats=["executorch"], int8=False, latency_repeats=1, measure_sharing=True)
+    report = export_model(model_dir, tmp_path / "exp", cfg, data_dir=export_data, progress=False)
+    s, default = report["sharing"], exported[1]["sharing"]
+    assert s["measured_by"] == "single_method_programs" and set(s["single_method_pte_bytes"]) == {"alpha", "beta-2"}
+    assert s["combined_pte_bytes"] == default["combined_pte_bytes"]  # same lowering, same bytes
+    assert s["saved_bytes"] == s["sum_single_bytes"] - s["combined_pte_bytes"]
+    table = s["constant_tables"]["saved_bytes"]
+    assert table == default["saved_bytes"]
+    assert table <= s["saved_bytes"] <= table + 4096 * len(s["single_method_pte_bytes"])
+    assert "single-method program" in (tmp_path / "exp" / "export_report.md").read_text()
 
 
 @pytest.mark.slow
@@ -168,4 +191,4 @@ def test_per_domain_affine_single_path_exports_with_parity_and_conv_weights_once
                          if not n.startswith("classifiers.") and not n.endswith(("bn.weight", "bn.bias")))
     s = report["sharing"]
     assert s["saved_bytes"] >= 0.9 * shared_weights  # one copy of every conv/linear weight saved
-    assert s["combined_over_sum"] < 0.6
+    assert s["combined_over_separate"] < 0.6
