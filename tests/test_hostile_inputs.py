@@ -149,6 +149,20 @@ def test_batch_size_that_cannot_fit_is_refused_before_allocating(data, sets, tmp
     assert time.perf_counter() - t0 < 5 and not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_batch_size_is_checked_against_this_machines_memory(command, data, genotypes, sets, tmp_path, capsys,
+                                                            monkeypatch):
+    import mpnas.cli._common as common
+
+    monkeypatch.setattr(common, "physical_memory", lambda: 16 * 2**20)  # a 16 MiB machine
+    extra = ["--genotypes", str(genotypes)] if command == "train" else []
+    rc = main([command, "--data", str(data), "--out", str(tmp_path / "o"), *extra, *sets,
+               "--set", f"{command}.batch_size=4096"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{command}.batch_size=4096" in err and "0.0 GiB of memory" in err
+    assert not (tmp_path / "o").exists()
+
+
 # ------------------------------------------------------------------------------------ 7/9: a full disk in search
 def _limited(limit_bytes: int):
     def apply():

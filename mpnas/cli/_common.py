@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -71,3 +72,18 @@ def writing(out: str | Path, overwrite: bool = False, resume: Optional[bool] = N
         if resume is not None:
             refuse_nonempty(out, overwrite, resume)
         yield lock
+
+
+def physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_step_memory(field: str, batch: int, crop: int, n_domains: int, batches: float = 1.0) -> None:
+    """Refuse a batch size whose float32 input batches alone (a lower bound: activations come on top) exceed this
+    machine's memory, before any data is read or a tensor allocated."""
+    need = int(batch * batches * n_domains * crop * crop * 3 * 4)
+    total = physical_memory()
+    if need > total:
+        raise ValueError(f"{field}={batch}: one step needs at least {need / 2**30:.1f} GiB for its input batches "
+                         f"alone ({n_domains} domains at {crop} px), more than this machine's {total / 2**30:.1f} "
+                         f"GiB of memory; lower {field} (or data.crop)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mpnas.cli._common import add_config_args, config_from_args, writing
+from mpnas.cli._common import add_config_args, check_step_memory, config_from_args, writing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,10 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mpnas.data.prepared import PreparedDataset
     from mpnas.nas.search import run_search
 
     cfg = config_from_args(args)
     data = args.data or cfg.data.prepared_dir
+    sc = cfg.search
+    check_step_memory("search.batch_size", sc.batch_size, cfg.data.crop,
+                      len(PreparedDataset(data).subset(cfg.data.domains)), 1 + sc.val_batch_multiplier)
     with writing(args.out, args.overwrite, args.resume, data=data):
         result = run_search(cfg, data, args.out, resume=args.resume, progress=not args.quiet)
     s = result.summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mpnas.cli._common import add_config_args, config_from_args, writing
+from mpnas.cli._common import add_config_args, check_step_memory, config_from_args, writing
 from mpnas.space import genotypes_from_json
 
 
@@ -37,6 +37,8 @@ def _run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--genotypes {path}: file not found")
     genotypes = genotypes_from_json(path.read_text(), str(path))
     _check_genotypes(genotypes, resolve_space(cfg), path)
+    check_step_memory("train.batch_size", cfg.train.batch_size, cfg.data.crop,
+                      len(cfg.data.domains or genotypes))
     with writing(args.out, args.overwrite, args.resume, data=args.data, genotypes=path):
         result = train_model(cfg, args.data, genotypes, args.out, resume=args.resume, progress=not args.quiet,
                              share_nodes=not args.no_share)
