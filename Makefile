@@ -12,7 +12,7 @@ export AUTO_OPEN_DASHBOARD := false
 CONFIG ?= configs/default.yaml
 BENCH ?= all
 
-.PHONY: setup test bench run ui clean help
+.PHONY: setup test bench run ui dashboard clean help
 
 help:  ## list targets
 	@grep -E '^[a-z]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -46,5 +46,9 @@ ui:  ## start the MLflow UI on 127.0.0.1:$(UI_PORT) (Ctrl-C stops it)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --workers 1 --host 127.0.0.1 --port $(UI_PORT) \
 		--backend-store-uri $(MLFLOW_TRACKING_URI) --default-artifact-root $(CURDIR)/mlruns/artifacts
 
+DASHBOARD_PORT ?= 8237
+dashboard:  ## start the ZenML dashboard of the project-local store on 127.0.0.1:$(DASHBOARD_PORT) (Ctrl-C stops it)
+	$(BIN)/python -m pipelines.dashboard --port $(DASHBOARD_PORT)
+
 clean:  ## remove local run state (keeps .venv)
-	rm -rf runs reports mlruns .zen-config .zen .pytest_cache
+	rm -rf runs reports mlruns .zen-config .zen .pytest_cache dvc.yaml dvc.lock
