@@ -222,4 +222,4 @@ def test_invalid_genotype_names_the_file(data, genotypes, sets, tmp_path, capsys
     bad.write_text(json.dumps(good))
     rc = main(["train", "--data", str(data), "--genotypes", str(bad), "--out", str(tmp_path / "m"), *sets])
     err = capsys.readouterr().err
-    assert rc == 1 and f"{bad}: genotypes.alpha" in err and "kernel 9" in err
+    assert rc == 1 and f"{bad}: genotype of domain 'alpha'" in err and "kernel 9" in err

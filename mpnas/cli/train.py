@@ -52,5 +52,5 @@ def _check_genotypes(genotypes: dict, space, path: Path) -> None:
         try:
             g.validate(space)
         except ValueError as exc:
-            raise ValueError(f"{path}: genotypes.{domain}: {exc} (was it searched with another space config?)") \
-                from None
+            raise ValueError(f"{path}: genotype of domain {domain!r}: {exc} (was it searched with another space "
+                             f"config?)") from None
