@@ -263,6 +263,8 @@ class SearchConfig(_Strict):
                             "a path adds to the union of the other domains' current argmax paths (/ P0)")
     share_beta: float = Field(-0.1, le=0, description="weight of the marginal-parameters term (cost_scope=marginal)")
     tying: TyingConfig = TyingConfig()
+    cudnn: bool = Field(False, description="use cuDNN on CUDA during the search (off: every step has new shapes and "
+                                           "cuDNN re-plans each one; measured 18x slower on an H200)")
     loss_weighting: WeightingConfig = WeightingConfig(name="uniform")
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
