@@ -9,6 +9,7 @@ export ZENML_CONFIG_PATH := $(CURDIR)/.zen-config
 export ZENML_LOGGING_VERBOSITY := WARN
 export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export AUTO_OPEN_DASHBOARD := false
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 CONFIG ?= configs/default.yaml
 BENCH ?= all
 
@@ -42,7 +43,7 @@ run: setup  ## run the main pipeline (CONFIG=configs/default.yaml): reports/<run
 UI_PORT ?= 5000
 ui:  ## start the MLflow UI on 127.0.0.1:$(UI_PORT) (Ctrl-C stops it)
 	@mkdir -p mlruns
-	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (experiments mpnas_pipeline, comparison_pipeline, retrain_pipeline)"
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning  (experiments mpnas_pipeline, comparison_pipeline, retrain_pipeline; the link opens MLflow's Model training view)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --workers 1 --host 127.0.0.1 --port $(UI_PORT) \
 		--backend-store-uri $(MLFLOW_TRACKING_URI) --default-artifact-root $(CURDIR)/mlruns/artifacts
 

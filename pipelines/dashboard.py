@@ -34,6 +34,22 @@ def server_environment(config_path: Path) -> dict[str, str]:
     return env
 
 
+def skip_onboarding_survey() -> None:
+    """A fresh store's dashboard first asks its single local user for a name and an email; answer it (no email,
+    no newsletter) so the dashboard opens on the project's runs."""
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+
+    client = Client()
+    user = client.active_user
+    meta = dict(user.metadata.user_metadata or {}) if user.metadata else {}
+    if user.body.email_opted_in is None or not meta.get("finished_onboarding_survey"):
+        client.update_user(user.id, updated_email_opt_in=False,
+                           updated_metadata={**meta, "finished_onboarding_survey": True})
+    GlobalConfiguration._reset_instance()  # the server below must read its own configuration, not the client's
+    Client._reset_instance()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make dashboard", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -44,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if not store.is_file():
         print(f"error: no ZenML store at {store}; run `make setup` (or `make run`) first", file=sys.stderr)
         return 1
+    skip_onboarding_survey()
     os.environ.update(server_environment(config_path))
     import uvicorn
 

@@ -46,7 +46,7 @@ class SearchRun(RunDir):
 
 @dataclass(frozen=True)
 class ModelDir(RunDir):
-    """A model directory (contracts.md): model.safetensors + architecture.json (+ config, history, metrics)."""
+    """A model directory (docs/contracts.md): model.safetensors + architecture.json (+ config, history, metrics)."""
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("model.safetensors", "architecture.json")
 

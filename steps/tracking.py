@@ -210,7 +210,8 @@ def log_model(model_dir: str | Path, export_dir: Optional[str | Path], dataset: 
     info = mlflow.pytorch.log_model(
         wrapper, name=LOGGED_MODEL_NAME, serialization_format="pt2", input_example=example,
         signature=signature(net, example), extra_files=export_files(export_dir),
-        pip_requirements=[f"torch=={__import__('torch').__version__}", f"mlflow=={mlflow.__version__}"],
+        pip_requirements=[f"torch=={__import__('torch').__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+        validate_serving_input=False,  # pyfunc serving takes single-output models only (docs/contracts.md)
         tags={f"zenml.{k}": str(v) for k, v in zenml_version.items()},
         params={"domains": ",".join(net.domains), "input_size": str(net.space.input_size),
                 "data_content_hash": str(dataset["content_hash"])})

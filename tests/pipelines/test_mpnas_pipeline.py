@@ -106,3 +106,30 @@ def test_model_version_and_lineage(smoke_runs, capsys):
     assert "mean_top1_val" in out and "mlflow run: " in out and "mlflow run: None" not in out
     assert "'method': 'mpnas'" in out  # the MLflow run's tags were read
     assert "\nconfig:\n  name: smoke\n" in out and "steps: 8" in out
+
+
+@pytest.mark.slow
+def test_mlflow_dataset_input_and_logged_model_linked_to_zenml(smoke_runs, mlflow_uri):
+    """Each run (the cached rerun too) has one dataset input (the prepared data, digest = content hash) and one
+    logged model; the MLflow model names the ZenML model version and the version's metadata names the model."""
+    import mlflow
+    from zenml.client import Client
+
+    failed, ok = smoke_runs
+    client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name("mpnas_pipeline")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    run = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{ok.name}'")[0]
+    dataset = ok.steps["ingest"].outputs["dataset"][0].load()
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.digest == dataset["content_hash"][:32]
+    assert json.loads(inputs[0].dataset.source)["dvc_md5"] == dataset["dvc_md5"]
+    assert set(json.loads(inputs[0].dataset.profile)["domains"]) == {"aircraft", "digits8", "flowers"}
+    models = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert len(models) == 1
+    mv = Client().get_model_version("mpnas", ok.steps["register"].outputs["registration"][0].load()["version"])
+    assert models[0].tags["zenml.model_version_id"] == str(mv.id)
+    assert mv.run_metadata["mlflow_model_id"] == models[0].model_id
+    assert mv.run_metadata["mlflow_run_id"] == run.info.run_id
+    failed_run = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{failed.name}'")[0]
+    assert len(failed_run.inputs.dataset_inputs) == 1  # ingest logs it before the report step fails
