@@ -107,6 +107,10 @@ class Controller(nn.Module):
         weight = torch.where(has_parent, p_block, torch.ones_like(p_block))
         return (h * weight).sum()
 
+    def entropy_value(self) -> float:
+        with torch.no_grad():
+            return float(self.entropy())
+
     def genotype(self, idx_row: np.ndarray) -> Genotype:
         values: list[dict[str, object]] = [{} for _ in self.space.layers]
         for d, i in zip(self.decisions, idx_row):

@@ -300,7 +300,7 @@ class SearchEngine:
             rl_loss.backward()
             self.rl_optimizer.step()
 
-        entropies = [float(c.entropy().detach()) for c in self.controllers]
+        entropies = [c.entropy_value() for c in self.controllers]
         p_max = [c.max_probs() for c in self.controllers]
         argmax = [str(c.argmax_genotype()) for c in self.controllers]
         rows = []
