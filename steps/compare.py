@@ -10,8 +10,8 @@ from zenml import step
 
 from mpnas.evaluation.comparison import accuracy_cost_figure, aggregate_seeds, compare_methods
 from mpnas.evaluation.comparison import comparison_markdown as summary_markdown
-from pipelines.stack import TRACKER
 from steps import tracking
+from steps._support import TRACKER
 from steps.report import write_report
 from steps.workdirs import current_run_name
 

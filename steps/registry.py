@@ -124,8 +124,9 @@ def promote(config: dict, dataset: dict, model: ModelDir, production: dict, tole
                 "candidate_top1_val": cand_per, "production_top1_val": prod_per,
                 "rule": "promote iff candidate mean val top-1 >= production mean val top-1 - tolerance, both on "
                         "the new data version's val split"}
+    mlflow_model = log_mlflow_model(model, None, dataset, mv, cand_mean, cand_per, {})  # no export: no .pte/ONNX
     log_metadata(metadata={"mean_top1_val": cand_mean, "promotion": {k: v for k, v in decision.items()
-                                                                     if not isinstance(v, dict)}},
+                                                                     if not isinstance(v, dict)}, **mlflow_model},
                  infer_model=True)
     tracking.log_metrics({"candidate_mean_top1_val": cand_mean, "production_mean_top1_val": prod_mean,
                           "promoted": int(promoted)}, prefix="retrain/")

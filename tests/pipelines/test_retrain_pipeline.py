@@ -19,7 +19,7 @@ def test_promotion_rule(cand, prod, tol, expected):
 
 
 @pytest.mark.slow
-def test_retrain_promotes_only_if_not_worse(smoke_runs, workspace):
+def test_retrain_promotes_only_if_not_worse(smoke_runs, workspace, mlflow_uri):
     from zenml.client import Client
 
     from pipelines.retrain_pipeline import retrain_pipeline
@@ -45,3 +45,10 @@ def test_retrain_promotes_only_if_not_worse(smoke_runs, workspace):
     else:
         assert after.id == before.id
         assert Client().get_model_version("mpnas", decision["candidate_version"]).stage.value == "staging"
+    import mlflow  # the retrained model is the retrain run's MLflow logged model, linked to its ZenML version
+
+    candidate = Client().get_model_version("mpnas", decision["candidate_version"])
+    logged = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_logged_model(candidate.run_metadata["mlflow_model_id"])
+    assert logged.tags["zenml.model_version_id"] == str(candidate.id)
+    run_inputs = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_run(logged.source_run_id).inputs.dataset_inputs
+    assert [i.dataset.digest for i in run_inputs] == [new_data["content_hash"][:32]]
