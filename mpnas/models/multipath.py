@@ -291,11 +291,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Mul
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: missing model weights")
     try:
-        try:
         state = safetensors.torch.load_file(str(weights), device=str(device))
-    except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError alike: the file is not usable weights
-        raise ValueError(f"{weights}: not a readable safetensors file ({str(exc).strip()[:200]}); re-run "
-                         f"`mpnas train` to write the model again") from None
     except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError alike: the file is not usable weights
         raise ValueError(f"{weights}: not a readable safetensors file ({str(exc).strip()[:200]}); re-run "
                          f"`mpnas train` to write the model again") from None
