@@ -125,7 +125,7 @@ def test_mlflow_dataset_input_and_logged_model_linked_to_zenml(smoke_runs, mlflo
     assert len(inputs) == 1 and inputs[0].dataset.digest == dataset["content_hash"][:32]
     assert json.loads(inputs[0].dataset.source)["dvc_md5"] == dataset["dvc_md5"]
     assert set(json.loads(inputs[0].dataset.profile)["domains"]) == {"aircraft", "digits8", "flowers"}
-    models = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    models = [m for m in client.search_logged_models([exp.experiment_id]) if m.source_run_id == run.info.run_id]
     assert len(models) == 1
     mv = Client().get_model_version("mpnas", ok.steps["register"].outputs["registration"][0].load()["version"])
     assert models[0].tags["zenml.model_version_id"] == str(mv.id)
