@@ -122,6 +122,7 @@ def main() -> int:
     from mpnas.data.prepare import prepare
 
     quiet = lambda s: None  # noqa: E731
+    load_start = os.getloadavg()[0]
     rows: list[str] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mpnas-bench-data-") as tmp:
@@ -157,12 +158,16 @@ def main() -> int:
         print(f"loader {fast:,.0f} img/s vs ImageFolder {slow} -> {fast / best:.1f}x", flush=True)
 
     load = os.getloadavg()[0]
+    busy = max(load, load_start) >= 1.0
     text = "\n".join([
         "## Data", "",
-        "Reproduce: `make bench BENCH=data` (= `python -m benchmarks.run data`). "
+        "Reproduce: `make bench BENCH=data` (= `python -m benchmarks.run data`); every figure below is from one run. "
         f"Measured on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-        f"1-min load average {load:.1f} at the end (other jobs share the machine: wall times are upper bounds; "
-        "CPU seconds include worker processes).", "",
+        f"{os.environ.get('OMP_NUM_THREADS', 'default')} OMP threads, 1-min load average {load_start:.1f} at the "
+        f"start and {load:.1f} at the end: "
+        + ("**the machine was not quiet** (other jobs shared it), so wall times are upper bounds and the loader "
+           "ratio is not the quiet-machine figure the target asks for; " if busy else "a quiet machine; ")
+        + "CPU seconds include worker processes.", "",
         "| what | result |", "|---|---|", *rows, "", *[f"- {n}" for n in notes]])
     update_section(text)
     print(text)
