@@ -31,7 +31,7 @@ import torch
 from mpnas.config import load_config
 from mpnas.data.prepared import PreparedDataset
 from mpnas.data.prepare import prepare
-from mpnas.nas import supernet
+from mpnas.models import blocks
 from mpnas.nas.search import SearchEngine, build_space, val_batch_size
 
 EMBEDDED = Path("data/prepared/embedded")
@@ -100,22 +100,22 @@ def _same_step(engines: list[SearchEngine], step: int) -> float:
 def _settings(engine: SearchEngine, step: int, steps: int) -> dict[str, float]:
     """s/step of the same sampled paths under other execution settings (alternated, best of `steps`)."""
     threads = torch.get_num_threads()
-    cases = {f"channels-last, {threads} threads": (supernet.MEMORY_FORMAT, threads),
+    cases = {f"channels-last, {threads} threads": (blocks.MEMORY_FORMAT, threads),
              f"NCHW, {threads} threads": (torch.contiguous_format, threads),
-             "channels-last, 1 thread": (supernet.MEMORY_FORMAT, 1)}
+             "channels-last, 1 thread": (blocks.MEMORY_FORMAT, 1)}
     engine.step = step
     state = engine.rng.bit_generator.state
     times: dict[str, list[float]] = {k: [] for k in cases}
-    default_format = supernet.MEMORY_FORMAT
+    default_format = blocks.MEMORY_FORMAT
     try:
         for _ in range(steps + 1):
             for name, (fmt, n) in cases.items():
-                supernet.MEMORY_FORMAT = fmt
+                blocks.MEMORY_FORMAT = fmt
                 torch.set_num_threads(n)
                 engine.rng.bit_generator.state = state
                 times[name].append(_timed(engine.run_step))
     finally:
-        supernet.MEMORY_FORMAT = default_format
+        blocks.MEMORY_FORMAT = default_format
         torch.set_num_threads(threads)
     return {k: min(v[1:]) for k, v in times.items()}
 

@@ -14,7 +14,7 @@ import time
 import torch
 
 from mpnas.config import load_config
-from mpnas.models import multipath
+from mpnas.models import blocks
 from mpnas.models.multipath import MultiPathNet
 from mpnas.space import SearchSpace
 
@@ -55,15 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     out = {"threads": torch.get_num_threads(), "routed_s_per_step": routed, "per_domain_s_per_step": per_domain,
            "routed_steps_per_s": 1 / routed, "routed_images_per_s": args.domains * args.batch / routed,
            "speedup_routed_vs_per_domain": per_domain / routed}
-    threads, default_format = torch.get_num_threads(), multipath.MEMORY_FORMAT
+    threads, default_format = torch.get_num_threads(), blocks.MEMORY_FORMAT
     try:  # the routed step under other execution settings
-        multipath.MEMORY_FORMAT = torch.contiguous_format
+        blocks.MEMORY_FORMAT = torch.contiguous_format
         out["routed_nchw_s_per_step"] = _time(lambda: update(model.forward_routed(xs)), args.steps)
-        multipath.MEMORY_FORMAT = default_format
+        blocks.MEMORY_FORMAT = default_format
         torch.set_num_threads(1)
         out["routed_1_thread_s_per_step"] = _time(lambda: update(model.forward_routed(xs)), args.steps)
     finally:
-        multipath.MEMORY_FORMAT = default_format
+        blocks.MEMORY_FORMAT = default_format
         torch.set_num_threads(threads)
     for k, v in out.items():
         print(f"{k:32s} {v:.3f}" if isinstance(v, float) else f"{k:32s} {v}")

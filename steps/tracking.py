@@ -6,11 +6,12 @@ import json
 import math
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import mlflow
 
 from mpnas.config import MpnasConfig, flatten
+from mpnas.loop import OnLog
 
 ROOT = Path(__file__).resolve().parents[1]
 _MAX_PARAM = 500  # MLflow's param value limit is 6000 chars; long lists are truncated for display only
@@ -72,16 +73,11 @@ def _metric_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name)
 
 
-def on_log(prefix: str) -> Callable[..., None]:
-    """The library's progress hook, `on_log(step, metrics)` (or `on_log(metrics)` with a `step` key) -> MLflow."""
+def on_log(prefix: str) -> OnLog:
+    """The progress hook of the search and training loops (`on_log(step, metrics)`, mpnas.loop) -> MLflow."""
 
-    def hook(*args: Any, **kwargs: Any) -> None:
-        if len(args) == 2:
-            step, metrics = args
-        else:
-            metrics = dict(args[0] if args else kwargs)
-            step = metrics.pop("step", None)
-        log_metrics(metrics, step=None if step is None else int(step), prefix=prefix)
+    def hook(step: int, metrics: dict[str, float]) -> None:
+        log_metrics(metrics, step=int(step), prefix=prefix)
 
     return hook
 

@@ -24,6 +24,11 @@ BN_MOMENTUM = 0.1  # high enough for short runs (torchvision's 0.01 leaves runni
 BN_EPS = 1e-3
 # A batch concatenated across domains (routed execution): ((domain index, rows), ...) in batch order.
 Segments = tuple[tuple[int, int], ...]
+# Activations (supernet and merged model) run in channels-last (NHWC) memory: oneDNN's depthwise and 1x1 convolutions
+# and CPU batch-norm are much faster on it than on NCHW (benchmarks/bench_search.py and bench_train.py measure it,
+# setting this to torch.contiguous_format to compare). Parameters keep the default layout, so saved weights and
+# exported programs are unaffected.
+MEMORY_FORMAT = torch.channels_last
 
 
 def make_act(name: str) -> nn.Module:
@@ -147,13 +152,18 @@ class Head(nn.Module):
         return x
 
 
+def init_classifier(linear: nn.Linear) -> None:
+    """N(0, 0.01) weights and zero bias for linear layers (head and classifiers), as TuNAS/torchvision MobileNetV3."""
+    nn.init.normal_(linear.weight, 0, 0.01)
+    nn.init.zeros_(linear.bias)
+
+
 def init_weights(module: nn.Module) -> None:
-    """He-normal convs (fan-out), N(0, 0.01) classifiers, as TuNAS/torchvision MobileNetV3."""
+    """He-normal convs (fan-out), `init_classifier` linears."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
+            init_classifier(m)

@@ -23,15 +23,12 @@ import torch
 from torch import nn
 
 from mpnas.config import SpaceConfig
+from mpnas.models import blocks
 from mpnas.models.blocks import BnMode, DomainBatchNorm2d, Head, build_block
 from mpnas.space import Choice, Genotype, SearchSpace, genotypes_from_strings
 from mpnas.utils.io import atomic_write_bytes, atomic_write_json, read_json
 
 SHARED_HEAD = "shared"
-# Activations of forward/forward_routed run in channels-last (NHWC) memory: oneDNN's depthwise and 1x1 convolutions
-# and CPU batch-norm are much faster on it than on NCHW (benchmarks/bench_train.py measures it). Parameters keep
-# the default layout, so saved weights and exported programs are unaffected.
-MEMORY_FORMAT = torch.channels_last
 
 
 def node_id(layer_index: int, block: str) -> str:
@@ -132,7 +129,7 @@ class MultiPathNet(nn.Module):
     def forward(self, x: torch.Tensor, domain: str | int) -> torch.Tensor:
         d = self._name(domain)
         i = self.index[d]
-        x = x.contiguous(memory_format=MEMORY_FORMAT)
+        x = x.contiguous(memory_format=blocks.MEMORY_FORMAT)
         for key in self.paths[d]:
             if key is not None:
                 x = self.nodes[key](x, i)
@@ -155,7 +152,7 @@ class MultiPathNet(nn.Module):
 
         Equal to calling `forward(batches[d], d)` per domain (same BN statistics per domain, in train and eval)."""
         names = [self._name(d) for d in batches]
-        xs = {d: batches[d].contiguous(memory_format=MEMORY_FORMAT) for d in names}
+        xs = {d: batches[d].contiguous(memory_format=blocks.MEMORY_FORMAT) for d in names}
         for li in range(len(self.space.layers)):
             groups: dict[str, list[str]] = {}
             for d in names:

@@ -1,5 +1,5 @@
-"""Atomic checkpoints (search and training) that load with `torch.load(weights_only=True)`, and the RNG states they
-must carry for an exact resume.
+"""Atomic checkpoints (search and training) that load with `torch.load(weights_only=True)` (the RNG states they
+carry for an exact resume come from mpnas.loop).
 
 A pickle runs code on load, so a planted checkpoint.pt must never be unpickled. Everything we store is therefore
 reduced to what the weights-only unpickler accepts (tensors, dicts, lists, tuples, str, int, float, bool, None):
@@ -10,7 +10,6 @@ restored state is bit-identical.
 from __future__ import annotations
 
 import io
-import random
 from pathlib import Path
 from typing import Any, Optional
 
@@ -83,20 +82,6 @@ def check_data_hash(state: dict[str, Any], data_hash: str, source: str | Path, d
         raise ValueError(f"{source}: written for data with content hash {str(saved)[:12] or 'unknown'}, but "
                          f"{data_dir} has {data_hash[:12]}; resume with the same --data, or start a new run in "
                          f"another --out (or pass --overwrite without --resume)")
-
-
-# ------------------------------------------------------------------------------------------------------ RNG state
-def rng_states() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_states(s: dict[str, Any]) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-    if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
 
 
 # ------------------------------------------------------------------------------------------------ search checkpoint

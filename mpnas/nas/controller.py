@@ -172,12 +172,3 @@ def op_warmup_prob(step: int, total: int, cfg: SearchConfig) -> float:
     if span <= 0:
         return 0.0
     return max(0.0, 1.0 - step / span)
-
-
-def weight_lr_at(step: int, total: int, cfg: SearchConfig) -> float:
-    """Linear warm-up over lr_warmup_fraction of the steps, then cosine decay to 0."""
-    warm = int(cfg.lr_warmup_fraction * total)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * progress))

@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -43,18 +43,19 @@ from torch import nn
 from mpnas.config import MpnasConfig, flatten, resolve_device
 from mpnas.data.loading import MultiDomainLoader
 from mpnas.data.prepared import PreparedDataset
-from mpnas.nas.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from mpnas.loop import (OnLog, build_optimizer, decay_groups, format_duration, rng_states, seed_everything, set_lr,
+                        set_rng_states, warmup_cosine, warmup_steps)
+from mpnas.models.blocks import init_classifier
+from mpnas.nas.checkpoint import load_checkpoint, save_checkpoint
 from mpnas.nas.controller import (Controller, SharedPrior, op_warmup_prob, rl_lr_at, rl_optimizer, tying_penalty,
-                                  tying_strength_at, weight_lr_at)
+                                  tying_strength_at)
 from mpnas.nas.reward import CostModel, EmaBaseline, NullQuality, path_quality, path_reward
 from mpnas.nas.signal import node_counts, signal_stats
 from mpnas.nas.supernet import MIX, SuperNet
 from mpnas.space import Genotype, SearchSpace, genotypes_from_json, genotypes_to_json
-from mpnas.training.optim import build_optimizer
 from mpnas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mpnas.weighting import build_weighting
 
-OnLog = Callable[[int, dict[str, float]], None]
 # Config fields that may change between a run and its resume (they do not change the result).
 RESUMABLE_CHANGES = ("search.log_every", "search.checkpoint_every", "search.device")
 
@@ -126,12 +127,6 @@ def _fingerprint(cfg: MpnasConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------- engine
-def _make_optimizer(params_decay: list, params_plain: list, cfg: MpnasConfig) -> torch.optim.Optimizer:
-    groups = [{"params": params_decay, "weight_decay": cfg.search.weight_decay},
-              {"params": params_plain, "weight_decay": 0.0}]
-    return build_optimizer(groups, cfg.search)
-
-
 class SearchEngine:
     """All state of one search (supernets, classifiers, controllers, optimisers, loaders, history)."""
 
@@ -143,8 +138,7 @@ class SearchEngine:
         self.cfg, self.ds, self.domains, self.space = cfg, ds, list(domains), space
         self.device = device or resolve_device(s.device)
         self.total, self.K = s.steps, s.paths_per_domain
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
+        seed_everything(cfg.seed)
         independent, shared_policy = s.mode == "independent", s.mode == "multi_head"
         self.net_of = {d: (i if independent else 0) for i, d in enumerate(self.domains)}
         self.ctrl_of = {d: (0 if shared_policy else i) for i, d in enumerate(self.domains)}
@@ -152,8 +146,7 @@ class SearchEngine:
         feat = self.nets[0].head.out_features
         self.classifiers = nn.ModuleList(nn.Linear(feat, ds.num_classes(d)) for d in self.domains)
         for lin in self.classifiers:
-            nn.init.normal_(lin.weight, 0, 0.01)
-            nn.init.zeros_(lin.bias)
+            init_classifier(lin)
         # Controllers (a few hundred logits) always live on the CPU: sampling a path must reach the host anyway, and
         # on a GPU this keeps their many tiny ops and reads (entropy, p_max, argmax) off the device's stream.
         self.prior = SharedPrior(space) if s.tying.prior == "shared" else None
@@ -162,9 +155,9 @@ class SearchEngine:
         self.nets.to(self.device), self.classifiers.to(self.device)
         self.baselines = [EmaBaseline(s.baseline_momentum) for _ in self.controllers]
         self.weighting = build_weighting(s.loss_weighting, self.domains, self.total)
-        weights = list(self.nets.parameters()) + list(self.classifiers.parameters())
-        self.optimizer = _make_optimizer([p for p in weights if p.ndim > 1],
-                                         [p for p in weights if p.ndim <= 1] + list(self.weighting.parameters()), cfg)
+        named = nn.ModuleDict({"nets": self.nets, "classifiers": self.classifiers}).named_parameters()
+        self.optimizer = build_optimizer(decay_groups(named, s.weight_decay, self.weighting.parameters()), s)
+        self.warmup = warmup_steps(s.lr_warmup_fraction, self.total)
         self.rl_optimizer = rl_optimizer(list(self.controllers.parameters())
                                          + (list(self.prior.parameters()) if self.prior is not None else []))
         self.costs = CostModel(space, s)
@@ -229,18 +222,46 @@ class SearchEngine:
         return out
 
     def run_step(self) -> list[dict[str, Any]]:
-        """One search step; returns its history rows (one per domain)."""
-        t, s, K = self.step, self.s, self.K
+        """One search step (the four parts of the module docstring); returns its history rows (one per domain)."""
+        t, s = self.step, self.s
         p_warm = op_warmup_prob(t, self.total, s)
-        lr, rl_lr = weight_lr_at(t, self.total, s), rl_lr_at(t, self.total, s)
+        lr, rl_lr = warmup_cosine(t, self.total, self.warmup, s.lr), rl_lr_at(t, self.total, s)
+        samples, genos, ops = self._sample_paths(p_warm)
+        weights_now, loss_f, train_acc = self._weight_step(ops, lr)
+        rewards = self._rewards(ops, genos)
+        ctrl_rewards, baselines = self._controller_rewards(rewards)
+        if rl_lr > 0:
+            self._controller_step(samples, ctrl_rewards, baselines, rl_lr)
+
+        entropies = [c.entropy_value() for c in self.controllers]
+        p_max = [c.max_probs() for c in self.controllers]
+        argmax = [str(c.argmax_genotype()) for c in self.controllers]
+        rows = []
+        for d in self.domains:
+            c, r = self.ctrl_of[d], np.array(rewards[d])
+            row = {"step": t + 1, "domain": d, "reward": float(r[:, 1].mean()), "accuracy": float(r[:, 0].mean()),
+                   "cost_ratio": float(r[:, 2].mean()), "params_ratio": float(r[:, 3].mean()),
+                   "baseline": baselines[c], "entropy": entropies[c], "loss": loss_f[d],
+                   "train_accuracy": train_acc[d], "loss_weight": float(weights_now[d]), "lr": lr, "rl_lr": rl_lr,
+                   "warmup_p": p_warm, "argmax": argmax[c]}
+            row.update({f"p_max.{k}": v for k, v in p_max[c].items()})
+            rows.append(row)
+        return rows
+
+    def _sample_paths(self, p_warm: float) -> tuple[list[np.ndarray], list[list[Genotype]], list[list[list]]]:
+        """Per controller: K sampled paths, their genotypes, and their ops (a layer warms up with prob. p_warm)."""
+        K, n_layers = self.K, len(self.space.layers)
         samples = [c.sample(self.rng, K) for c in self.controllers]
         genos = [[c.genotype(row) for row in smp] for c, smp in zip(self.controllers, samples)]
-        n_layers = len(self.space.layers)
         warm = [self.rng.random((K, n_layers)) < p_warm for _ in self.controllers]
         ops = [[[MIX if w else ch for w, ch in zip(warm[c][k], genos[c][k].choices)] for k in range(K)]
                for c in range(len(self.controllers))]
+        return samples, genos, ops
 
-        # weights
+    def _weight_step(self, ops: list[list[list]], lr: float
+                     ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """One optimiser step of the supernet weights; (loss weights, losses, train accuracies) per domain."""
+        t, s = self.step, self.s
         out = self._forward(self.train_loader.next_batch(), ops)
         losses = {d: torch.stack([F.cross_entropy(lg, y, label_smoothing=s.label_smoothing) for lg, y in out[d]])
                   .mean() for d in self.domains}
@@ -257,15 +278,18 @@ class SearchEngine:
         if not math.isfinite(scalars[0]):
             raise FloatingPointError(f"search step {t + 1}: non-finite training loss {scalars[0]} "
                                      f"(try a lower search.lr)")
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        set_lr(self.optimizer, lr)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self._touched = True
         self.optimizer.step()
         self.weighting.update(t, loss_f, train_acc)
+        return weights_now, loss_f, train_acc
 
-        # rewards with the updated weights
+    def _rewards(self, ops: list[list[list]], genos: list[list[Genotype]]
+                 ) -> dict[str, list[tuple[float, float, float, float]]]:
+        """Per domain and path k: (quality, reward, FLOPs ratio, params ratio) with the updated weights."""
+        s, K = self.s, self.K
         with torch.inference_mode():  # rewards need no autograd bookkeeping
             vout = self._forward(self.val_loader.next_batch(), ops, paired=s.paired_rewards)
             quality = torch.stack([path_quality(lg, y, s.reward_metric) for d in self.domains for lg, y in vout[d]])
@@ -277,7 +301,12 @@ class SearchEngine:
             q = quality_np[i] if self.null is None else self.null.draw(i, quality_np[i])
             extra = {} if others is None else {"others": others[d]}
             rewards[d] = [(float(q[k]), *self.reward(d, genos[c][k], float(q[k]), **extra)) for k in range(K)]
-        ctrl_rewards = [np.zeros(K) for _ in self.controllers]
+        return rewards
+
+    def _controller_rewards(self, rewards: dict[str, list[tuple[float, ...]]]
+                            ) -> tuple[list[np.ndarray], list[float]]:
+        """Per controller: the mean reward of each of its K paths over its domains, and its updated baseline."""
+        ctrl_rewards = [np.zeros(self.K) for _ in self.controllers]
         ctrl_count = [0] * len(self.controllers)
         for d in self.domains:
             c = self.ctrl_of[d]
@@ -285,35 +314,21 @@ class SearchEngine:
             ctrl_count[c] += 1
         ctrl_rewards = [r / n for r, n in zip(ctrl_rewards, ctrl_count)]
         baselines = [b.update(float(r.mean())) for b, r in zip(self.baselines, ctrl_rewards)]
+        return ctrl_rewards, baselines
 
-        # controllers
-        if rl_lr > 0:
-            rl_loss = torch.zeros(())
-            for c, ctrl in enumerate(self.controllers):
-                adv = torch.as_tensor(self._advantages(ctrl_rewards[c], baselines[c]), dtype=torch.float32)
-                rl_loss = rl_loss - (adv * ctrl.log_prob(samples[c])).mean()
-            if self.prior is not None:
-                rl_loss = rl_loss + tying_penalty(list(self.controllers), tying_strength_at(t, self.total, s))
-            for g in self.rl_optimizer.param_groups:
-                g["lr"] = rl_lr
-            self.rl_optimizer.zero_grad(set_to_none=True)
-            rl_loss.backward()
-            self.rl_optimizer.step()
-
-        entropies = [c.entropy_value() for c in self.controllers]
-        p_max = [c.max_probs() for c in self.controllers]
-        argmax = [str(c.argmax_genotype()) for c in self.controllers]
-        rows = []
-        for d in self.domains:
-            c, r = self.ctrl_of[d], np.array(rewards[d])
-            row = {"step": t + 1, "domain": d, "reward": float(r[:, 1].mean()), "accuracy": float(r[:, 0].mean()),
-                   "cost_ratio": float(r[:, 2].mean()), "params_ratio": float(r[:, 3].mean()),
-                   "baseline": baselines[c], "entropy": entropies[c], "loss": loss_f[d],
-                   "train_accuracy": train_acc[d], "loss_weight": float(weights_now[d]), "lr": lr, "rl_lr": rl_lr,
-                   "warmup_p": p_warm, "argmax": argmax[c]}
-            row.update({f"p_max.{k}": v for k, v in p_max[c].items()})
-            rows.append(row)
-        return rows
+    def _controller_step(self, samples: list[np.ndarray], ctrl_rewards: list[np.ndarray], baselines: list[float],
+                         rl_lr: float) -> None:
+        """REINFORCE (hierarchical log-prob) on every controller, plus the tying penalty with a shared prior."""
+        rl_loss = torch.zeros(())
+        for c, ctrl in enumerate(self.controllers):
+            adv = torch.as_tensor(self._advantages(ctrl_rewards[c], baselines[c]), dtype=torch.float32)
+            rl_loss = rl_loss - (adv * ctrl.log_prob(samples[c])).mean()
+        if self.prior is not None:
+            rl_loss = rl_loss + tying_penalty(list(self.controllers), tying_strength_at(self.step, self.total, self.s))
+        set_lr(self.rl_optimizer, rl_lr)
+        self.rl_optimizer.zero_grad(set_to_none=True)
+        rl_loss.backward()
+        self.rl_optimizer.step()
 
     # ---- state
     def _cheap_state(self) -> dict[str, Any]:
@@ -434,7 +449,7 @@ class SearchEngine:
             for key in ("reward", "accuracy", "entropy"):
                 metrics[f"{key}.{r['domain']}"] = float(r[key])
         if progress:
-            print(f"search {self.step}/{self.total} | {rate:.2f} step/s | ETA {_hms(eta)} | "
+            print(f"search {self.step}/{self.total} | {rate:.2f} step/s | ETA {format_duration(eta)} | "
                   f"reward {metrics['reward']:.3f} | acc {metrics['accuracy']:.3f} | "
                   f"entropy {metrics['entropy']:.1f} | p_argmax {sig['p_argmax_mean']:.2f} | "
                   f"nodes {sig['nodes']} ({sig['shared_nodes']} shared) | loss {metrics['loss']:.3f} | "
@@ -442,14 +457,6 @@ class SearchEngine:
                   flush=True)
         if on_log is not None:
             on_log(self.step, metrics)
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 # ------------------------------------------------------------------------------------------------- outputs

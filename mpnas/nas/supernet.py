@@ -39,18 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mpnas.models import blocks as model_blocks
 from mpnas.models.blocks import BN_EPS
 from mpnas.space import Choice, LayerSpec, SearchSpace
 
 MIX = "mix"  # op warm-up marker: the layer outputs the average of its candidate ops
 Op = Union[Choice, str]
 ZERO = Choice("zero")
-
-
-# Activations run in channels-last (NHWC) memory: oneDNN's depthwise and 1x1 convolutions are about twice as fast
-# on it as on NCHW on CPUs (benchmarks/bench_search.py measures it); tests/benchmarks may set this to
-# torch.contiguous_format to compare.
-MEMORY_FORMAT = torch.channels_last
 
 
 def grouped_batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int) -> torch.Tensor:
@@ -200,8 +195,7 @@ class SuperHead(nn.Module):
         self.first_bn = _Bn(widths[0])
         self.rest = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         for lin in self.rest:
-            nn.init.normal_(lin.weight, 0, 0.01)
-            nn.init.zeros_(lin.bias)
+            model_blocks.init_classifier(lin)
         self.out_features = widths[-1]
 
     def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
@@ -231,7 +225,7 @@ class SuperNet(nn.Module):
         grouped=True runs each distinct op of a layer once on the concatenated segments of the units that chose it
         (segments of one call must have equal size); grouped=False loops over the units.
         """
-        xs = [x.contiguous(memory_format=MEMORY_FORMAT) for x in xs]
+        xs = [x.contiguous(memory_format=model_blocks.MEMORY_FORMAT) for x in xs]
         if not grouped:
             out = []
             for x, path in zip(xs, paths):

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import io
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -31,17 +29,17 @@ from mpnas.config import MpnasConfig, config_to_yaml, resolve_device
 from mpnas.data.loading import MultiDomainLoader
 from mpnas.data.prepared import PreparedDataset
 from mpnas.evaluation.metrics import split_accuracy
+from mpnas.loop import (OnLog, build_optimizer, decay_groups, format_duration, rng_states, seed_everything,
+                        set_lr, set_rng_states, warmup_cosine, warmup_steps)
 from mpnas.models.blocks import init_weights
 from mpnas.models.multipath import MultiPathNet, save_model
 from mpnas.nas.checkpoint import check_data_hash, load_state, save_state
 from mpnas.space import Genotype, SearchSpace
-from mpnas.training.optim import build_optimizer, build_scheduler, parameter_groups
 from mpnas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mpnas.weighting import build_weighting, unscale_exclusive_gradients
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.parquet"
-LogHook = Callable[[dict], None]
 
 
 @dataclass
@@ -97,35 +95,6 @@ def model_meta(cfg: MpnasConfig, ds: PreparedDataset, data_dir: Path, domains: l
                      "crop": cfg.data.crop}}
 
 
-# ------------------------------------------------------------------------------------------------------ RNG state
-def _rng_state() -> dict:
-    s = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
-
-
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _fmt_time(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 # ------------------------------------------------------------------------------------------------------ trainer
 class _Run:
     """The mutable state of one training run (what a checkpoint captures)."""
@@ -141,8 +110,9 @@ class _Run:
         # weights act on shared parameters only (mpnas/weighting.py): each domain's own parameters, to unscale
         self.exclusive = (model.exclusive_parameters()
                           if tc.loss_weighting.apply_to == "shared_parameters" else None)
-        self.opt = build_optimizer(parameter_groups(model, tc.weight_decay, self.weighting.parameters()), tc)
-        self.sched = build_scheduler(self.opt, tc.steps, tc.warmup_fraction)
+        self.opt = build_optimizer(decay_groups(model.named_parameters(), tc.weight_decay,
+                                                self.weighting.parameters()), tc)
+        self.warmup = warmup_steps(tc.warmup_fraction, tc.steps)
         self.step = 0
         self.history: list[dict] = []
         self.best_state: Optional[dict] = None
@@ -153,8 +123,8 @@ class _Run:
         self.stopped_early = False
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
-                "weighting": self.weighting.state_dict(), "loader": self.loader.state_dict(), "rng": _rng_state(),
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "weighting": self.weighting.state_dict(), "loader": self.loader.state_dict(), "rng": rng_states(),
                 "step": self.step, "history": self.history, "best_state": self.best_state,
                 "best_metric": self.best_metric, "best_step": self.best_step, "best_val": self.best_val,
                 "evals_since_best": self.evals_since_best, "stopped_early": self.stopped_early,
@@ -173,10 +143,9 @@ class _Run:
                              f"resume with the same config or use another --out")
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
-        self.sched.load_state_dict(s["sched"])
         self.weighting.load_state_dict(s["weighting"])
         self.loader.load_state_dict(s["loader"])
-        _set_rng_state(s["rng"])
+        set_rng_states(s["rng"])
         self.step, self.history = int(s["step"]), list(s["history"])
         self.best_state, self.best_metric, self.best_step = s["best_state"], s["best_metric"], s["best_step"]
         self.best_val, self.evals_since_best = s["best_val"], s["evals_since_best"]
@@ -191,7 +160,8 @@ class _Run:
         tc = self.cfg.train
         batch = self.loader.next_batch()
         self.model.train()
-        lr = self.opt.param_groups[0]["lr"]
+        lr = warmup_cosine(self.step, tc.steps, self.warmup, tc.lr)
+        set_lr(self.opt, lr)
         logits = self.model.forward_routed({d: x for d, (x, _) in batch.items()})
         losses = {d: F.cross_entropy(logits[d], batch[d][1], label_smoothing=tc.label_smoothing) for d in logits}
         weights = self.weighting.weights(self.step)
@@ -206,7 +176,6 @@ class _Run:
         distributed.all_reduce_gradients(self.model)  # no-ops without a process group (torchrun)
         distributed.all_reduce_gradients(self.weighting.parameters())
         self.opt.step()
-        self.sched.step()
         loss_f = {d: float(v.detach()) for d, v in losses.items()}
         acc_f = {d: float((logits[d].detach().argmax(1) == batch[d][1]).float().mean()) for d in logits}
         loss_f, acc_f = distributed.average_scalars(loss_f), distributed.average_scalars(acc_f)
@@ -244,7 +213,7 @@ class _Run:
         lo, hi = min(w, key=w.get), max(w, key=w.get)
         eta = (tc.steps - self.step) / rate if rate > 0 else float("nan")
         line = (f"[train] step {self.step}/{tc.steps} ({100 * self.step / tc.steps:.0f}%) {rate:.2f} steps/s "
-                f"ETA {_fmt_time(eta) if math.isfinite(eta) else '?'} loss {row['loss']:.4f} lr {row['lr']:.4g} "
+                f"ETA {format_duration(eta)} loss {row['loss']:.4f} lr {row['lr']:.4g} "
                 f"w[{w[lo]:.2f} {lo} .. {w[hi]:.2f} {hi}]")
         if "val_top1_mean" in row:
             line += f" val {row['val_top1_mean']:.4f} (best {self.best_metric:.4f} @ {self.best_step})"
@@ -252,12 +221,12 @@ class _Run:
 
 
 def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Genotype], out_dir: str | Path,
-                resume: bool = False, progress: bool = True, on_log: Optional[LogHook] = None,
+                resume: bool = False, progress: bool = True, on_log: Optional[OnLog] = None,
                 share_nodes: bool = True) -> TrainResult:
     """Train the merged model of `genotypes` from scratch and write the model directory `out_dir`.
 
     `share_nodes=False` trains the bundle of independent per-domain models (no tensor shared between domains).
-    `on_log(row)` is called with each logged history row (every `log_every` steps and at evaluations)."""
+    `on_log(step, metrics)` is called with each logged history row (every `log_every` steps and at evaluations)."""
     tc = cfg.train
     distributed.init_from_env()  # joins the torchrun process group (gloo/NCCL); a no-op in a single process
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -266,15 +235,11 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
     device = resolve_device(tc.device)
     model = build_model(cfg, ds, genotypes, domains, share_nodes).to(device)
     distributed.broadcast_parameters(model)
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     run = _Run(cfg, ds, model, domains, device)
     ckpt = out_dir / CHECKPOINT
-    if resume and ckpt.is_file():
-        run.load_state_dict(load_state(ckpt, "training checkpoint", map_location=device), ckpt)  # weights_only
-        if progress:
-            print(f"[train] resumed from {ckpt} at step {run.step}/{tc.steps}", flush=True)
-    elif resume and progress:
-        print(f"[train] no checkpoint in {out_dir}; starting from scratch", flush=True)
+    if resume:
+        _resume(run, ckpt, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     t0, start_step = time.perf_counter(), run.step
@@ -289,7 +254,7 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
             if progress:
                 print(run.progress_line(row, rate), flush=True)
             if on_log is not None:
-                on_log(row)
+                on_log(run.step, {k: v for k, v in row.items() if k != "step"})
         if run.step % tc.checkpoint_every == 0 and run.step < tc.steps:
             run.save_checkpoint(ckpt)
     elapsed = time.perf_counter() - t0
@@ -309,14 +274,28 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
                "steps_per_s": steps_per_s, "device": str(device), "domains": domains, "share_nodes": share_nodes,
                "params_total": model.num_parameters(), "seed": cfg.seed}
     if distributed.is_main():  # every rank holds the same weights; one writes
-        save_model(model, out_dir, {**model_meta(cfg, ds, data_dir, domains), "train": summary})
-        buf = io.BytesIO()
-        history.to_parquet(buf, index=False)
-        atomic_write_bytes(out_dir / HISTORY, buf.getvalue())
-        atomic_write_text(out_dir / "train_config.yaml", config_to_yaml(cfg))
-        atomic_write_json(out_dir / "train_metrics.json", summary)
+        _write_model_dir(out_dir, cfg, ds, data_dir, model, history, summary)
     if progress:
         print(f"[train] done: {run.step} steps, best mean val top-1 {run.best_metric:.4f} at step {run.best_step}; "
               f"wrote {out_dir}", file=sys.stdout, flush=True)
     return TrainResult(out_dir, model, history, run.best_step, run.best_val, run.best_metric, run.step,
                        run.stopped_early, steps_per_s, summary)
+
+
+def _resume(run: _Run, ckpt: Path, progress: bool) -> None:
+    if ckpt.is_file():
+        run.load_state_dict(load_state(ckpt, "training checkpoint", map_location=run.device), ckpt)  # weights_only
+        if progress:
+            print(f"[train] resumed from {ckpt} at step {run.step}/{run.cfg.train.steps}", flush=True)
+    elif progress:
+        print(f"[train] no checkpoint in {ckpt.parent}; starting from scratch", flush=True)
+
+
+def _write_model_dir(out_dir: Path, cfg: MpnasConfig, ds: PreparedDataset, data_dir: Path, model: MultiPathNet,
+                     history: pd.DataFrame, summary: dict) -> None:
+    save_model(model, out_dir, {**model_meta(cfg, ds, data_dir, summary["domains"]), "train": summary})
+    buf = io.BytesIO()
+    history.to_parquet(buf, index=False)
+    atomic_write_bytes(out_dir / HISTORY, buf.getvalue())
+    atomic_write_text(out_dir / "train_config.yaml", config_to_yaml(cfg))
+    atomic_write_json(out_dir / "train_metrics.json", summary)

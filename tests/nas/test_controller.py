@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mpnas.nas.controller import Controller, op_warmup_prob, rl_lr_at, rl_optimizer, weight_lr_at
+from mpnas.loop import warmup_cosine, warmup_steps
+from mpnas.nas.controller import Controller, op_warmup_prob, rl_lr_at, rl_optimizer
 from mpnas.nas.reward import CostModel, EmaBaseline, path_reward
 from mpnas.nas.search import build_space
 
@@ -119,5 +120,7 @@ def test_schedules(tiny_config):
     assert rl_lr_at(99, 100, s) == pytest.approx(0.1)
     assert op_warmup_prob(0, 100, s) == 1.0 and op_warmup_prob(10, 100, s) == pytest.approx(0.5)
     assert op_warmup_prob(20, 100, s) == 0.0
-    assert weight_lr_at(0, 100, s) == pytest.approx(0.01) and weight_lr_at(10, 100, s) == pytest.approx(0.1)
-    assert weight_lr_at(99, 100, s) < 0.001
+    warm = warmup_steps(s.lr_warmup_fraction, 100)
+    assert warm == 10 and warmup_steps(0.29, 100) == 29  # floor, robust to 0.29 x 100 = 28.999...
+    assert warmup_cosine(0, 100, warm, s.lr) == pytest.approx(0.01) and warmup_cosine(10, 100, warm, s.lr) == 0.1
+    assert warmup_cosine(99, 100, warm, s.lr) < 0.001

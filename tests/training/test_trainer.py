@@ -6,7 +6,7 @@ import torch
 
 from mpnas.models.multipath import load_model
 from mpnas.space import Genotype, SearchSpace
-from mpnas.training.optim import lr_factor, parameter_groups
+from mpnas.loop import decay_groups, warmup_cosine
 from mpnas.training.trainer import train_model
 
 
@@ -24,7 +24,8 @@ class Interrupt(Exception):
 def test_training_lowers_loss_and_writes_model_dir(tiny_cfg, tiny_data, tmp_path):
     cfg = tiny_cfg.model_copy(update={"train": tiny_cfg.train.model_copy(update={"steps": 40, "eval_every": 20})})
     logged = []
-    res = train_model(cfg, tiny_data, _genotypes(cfg), tmp_path / "m", progress=False, on_log=logged.append)
+    res = train_model(cfg, tiny_data, _genotypes(cfg), tmp_path / "m", progress=False,
+                      on_log=lambda step, metrics: logged.append((step, metrics)))
     h = res.history
     assert len(h) == 40 and h["loss"].head(5).mean() > h["loss"].tail(5).mean()
     assert {"weight/alpha", "weight/beta", "train_acc/alpha", "loss/beta", "lr"} <= set(h.columns)
@@ -33,7 +34,8 @@ def test_training_lowers_loss_and_writes_model_dir(tiny_cfg, tiny_data, tmp_path
               "train_metrics.json"):
         assert (tmp_path / "m" / f).is_file(), f
     assert pd.read_parquet(tmp_path / "m" / "history.parquet")["step"].tolist() == list(range(1, 41))
-    assert logged and all("weight/alpha" in row for row in logged)
+    assert [step for step, _ in logged] == [4, 8, 12, 16, 20, 24, 28, 32, 36, 40]
+    assert all("weight/alpha" in metrics and "step" not in metrics for _, metrics in logged)
     loaded = load_model(tmp_path / "m")
     x = torch.randn(2, 3, 16, 16)
     assert torch.equal(loaded(x, "beta"), res.model.cpu()(x, "beta"))
@@ -56,8 +58,8 @@ def test_resume_equals_uninterrupted_run(tiny_cfg, tiny_data, tmp_path):
     g = _genotypes(tiny_cfg)
     full = train_model(tiny_cfg, tiny_data, g, tmp_path / "full", progress=False)
 
-    def crash_at_6(row):
-        if row["step"] == 6:  # the checkpoint of step 4 exists, steps 5-6 are lost as in a crash
+    def crash_at_6(step, metrics):
+        if step == 6:  # the checkpoint of step 4 exists, steps 5-6 are lost as in a crash
             raise Interrupt
 
     with pytest.raises(Interrupt):
@@ -86,13 +88,13 @@ def test_bad_inputs_are_named(tiny_cfg, tiny_data, tmp_path):
 
 
 def test_schedule_and_weight_decay_groups(tiny_cfg):
-    assert lr_factor(0, 100, 10) == pytest.approx(0.1) and lr_factor(9, 100, 10) == 1.0
-    assert lr_factor(55, 100, 10) == pytest.approx(0.5) and lr_factor(100, 100, 10) == pytest.approx(0.0)
+    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1) and warmup_cosine(9, 100, 10) == 1.0
+    assert warmup_cosine(55, 100, 10) == pytest.approx(0.5) and warmup_cosine(100, 100, 10) == pytest.approx(0.0)
     from mpnas.models.multipath import MultiPathNet
 
     space = SearchSpace.from_config(tiny_cfg.space, 16)
     m = MultiPathNet(space, {"a": space.reference_genotype()}, {"a": 3})
-    decay, no_decay = parameter_groups(m, 4e-5)
+    decay, no_decay = decay_groups(m.named_parameters(), 4e-5)
     names = {id(p): n for n, p in m.named_parameters()}
     assert all(p.ndim > 1 and not names[id(p)].startswith("classifiers.") for p in decay["params"])
     assert any(names[id(p)] == "classifiers.a.1.weight" for p in no_decay["params"])
