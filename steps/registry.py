@@ -49,9 +49,7 @@ def mean_val_top1(model: ModelDir, dataset: dict, config: dict) -> Tuple[Optiona
     ds = PreparedDataset(dataset["path"])
     device = resolve_device(cfg.evaluate.device)
     net = model.load(str(device))
-    missing = [d for d in net.domains if d not in ds.domains]
-    if missing:
-        raise ValueError(f"{dataset['path']}: model {model.path} needs domains {missing} the data does not have")
+    ds.require_domains(net.domains, f"model {model.path}")
     crop = int(net.meta.get("data", {}).get("crop", cfg.data.crop))
     per = {d: split_accuracy(net, ds, d, "val", crop, cfg.evaluate.batch_size, device) for d in net.domains}
     known = [v for v in per.values() if v is not None]

@@ -235,17 +235,14 @@ def _prepare_listed(listed: list[SourceDomain], source: str, out: Path, size: in
                     on_bad_image: str, seed: int, cap: Optional[int], overwrite: bool, workers: int, extra: dict,
                     log: Callable[[str], None]) -> dict:
     plan = _plan(listed, fraction, seed, cap)
-    skipped: list[dict] = []
-    for dom in listed:  # listing problems (escapes, absent files) fail fast, before any decoding
-        for split, items in plan[dom.name].items():
-            for it in items:
-                if it.problem and on_bad_image == "error":
-                    raise DatasetError(f"{it.entry}: {it.problem}")
+    if on_bad_image == "error":  # listing problems (escapes, absent files) fail fast, before any decoding
+        for it in (it for p in plan.values() for items in p.values() for it in items if it.problem):
+            raise DatasetError(f"{it.entry}: {it.problem}")
     total = sum(len(v) for p in plan.values() for v in p.values())
     _check_free_space(out, total * size * size * 3)
     use_pool = workers > 1 and total >= PARALLEL_MIN_ITEMS
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if use_pool else None
-    rows: list[dict] = []
+    out_rows = _Rows()
     meta_domains: dict[str, dict] = {}
     stats_domains: dict[str, dict] = {}
     try:
@@ -255,25 +252,8 @@ def _prepare_listed(listed: list[SourceDomain], source: str, out: Path, size: in
                 counts, hist, labeled = {}, {}, {}
                 train_arr: Optional[np.ndarray] = None
                 for split in OUT_SPLITS:
-                    items = plan[dom.name][split]
-                    good = [it for it in items if not it.problem]
-                    for it in items:
-                        if it.problem:
-                            skipped.append(_bad(it, dom.name, split, it.problem))
-                    writer = _SplitWriter(tmp, dom.name, split, len(good), size)
-                    labels: list[int] = []
-                    for it, (img, sha1, err) in zip(good, _decode(good, size, pool)):
-                        if err is not None:
-                            if on_bad_image == "error":
-                                raise DatasetError(f"{it.entry}: {err} ({it.path})")
-                            skipped.append(_bad(it, dom.name, split, err))
-                            continue
-                        rows.append({"domain": dom.name, "split": split, "index": writer.count, "label": it.label,
-                                     "class_name": dom.classes[it.label] if it.label >= 0 else "",
-                                     "source_file": it.source_file, "sha1": sha1})
-                        writer.add(img)
-                        labels.append(it.label)
-                    arr = writer.close(labels)
+                    arr, labels = _write_split(tmp, dom, split, plan[dom.name][split], size, pool, on_bad_image,
+                                               out_rows)
                     if split == "train":
                         train_arr = arr
                     counts[split] = len(labels)
@@ -293,14 +273,43 @@ def _prepare_listed(listed: list[SourceDomain], source: str, out: Path, size: in
                 dt = time.perf_counter() - td
                 log(f"[{di}/{len(listed)}] {dom.name:<14s} " + " ".join(f"{s}={counts[s]}" for s in OUT_SPLITS)
                     + f" classes={len(dom.classes)} ({n / max(dt, 1e-9):,.0f} img/s, {dt:.1f}s)")
-            _write_tables(tmp, rows, stats_domains, skipped, size, source)
+            _write_tables(tmp, out_rows.manifest, stats_domains, out_rows.skipped, size, source)
             meta = write_meta(tmp, size, source, meta_domains, extra)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    if skipped:
-        log(f"skipped {len(skipped)} bad item(s); listed in {out / 'stats.json'}")
+    if out_rows.skipped:
+        log(f"skipped {len(out_rows.skipped)} bad item(s); listed in {out / 'stats.json'}")
     return meta
+
+
+class _Rows:
+    """What the splits add up: manifest rows (one per stored image) and skipped items (stats.json)."""
+
+    def __init__(self) -> None:
+        self.manifest: list[dict] = []
+        self.skipped: list[dict] = []
+
+
+def _write_split(root: Path, dom: SourceDomain, split: str, items: list[SourceItem], size: int,
+                 pool: Optional[Executor], on_bad_image: str, rows: _Rows) -> tuple[np.ndarray, list[int]]:
+    """Decode and store one split (images memmapped, labels .npy); bad images raise or are skipped and listed."""
+    good = [it for it in items if not it.problem]
+    rows.skipped.extend(_bad(it, dom.name, split, it.problem) for it in items if it.problem)
+    writer = _SplitWriter(root, dom.name, split, len(good), size)
+    labels: list[int] = []
+    for it, (img, sha1, err) in zip(good, _decode(good, size, pool)):
+        if err is not None:
+            if on_bad_image == "error":
+                raise DatasetError(f"{it.entry}: {err} ({it.path})")
+            rows.skipped.append(_bad(it, dom.name, split, err))
+            continue
+        rows.manifest.append({"domain": dom.name, "split": split, "index": writer.count, "label": it.label,
+                              "class_name": dom.classes[it.label] if it.label >= 0 else "",
+                              "source_file": it.source_file, "sha1": sha1})
+        writer.add(img)
+        labels.append(it.label)
+    return writer.close(labels), labels
 
 
 def _write_tables(root: Path, rows: list[dict], stats_domains: dict, skipped: list[dict], size: int,

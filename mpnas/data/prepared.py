@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -151,13 +151,18 @@ class PreparedDataset:
         """int64 (N,); -1 where the split carries no labels."""
         return self._array(domain, split, "labels")
 
+    def require_domains(self, domains: Iterable[str], owner: str) -> None:
+        """Refuse domains that `owner` (data.domains, a model directory, a genotypes file) needs and the data lacks."""
+        missing = [d for d in domains if d not in self.domains_info]
+        if missing:
+            raise DatasetError(f"{owner}: domain(s) {missing} are not in the prepared data {self.root} "
+                               f"(it has {', '.join(self.domains)})")
+
     def subset(self, domains: Optional[list[str]]) -> list[str]:
         """Validate a domain selection (None = all) and return it in dataset order."""
         if domains is None:
             return self.domains
-        unknown = [d for d in domains if d not in self.domains_info]
-        if unknown:
-            raise DatasetError(f"{self.root}: unknown domain(s) {unknown}; available: {', '.join(self.domains)}")
+        self.require_domains(domains, "data.domains")
         return [d for d in self.domains if d in domains]
 
 

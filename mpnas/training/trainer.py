@@ -63,10 +63,7 @@ def resolve_domains(cfg: MpnasConfig, ds: PreparedDataset, genotypes: dict[str, 
     missing_g = [d for d in wanted if d not in genotypes]
     if missing_g:
         raise ValueError(f"data.domains names {missing_g} but the genotypes cover only {sorted(genotypes)}")
-    missing_d = [d for d in wanted if d not in ds.domains]
-    if missing_d:
-        raise ValueError(f"genotype domain(s) {missing_d} are not in the prepared data {ds.root} "
-                         f"(it has {', '.join(ds.domains)})")
+    ds.require_domains(wanted, "the genotypes")
     return wanted
 
 
