@@ -17,7 +17,7 @@ METHODS = {"mpnas", "mpnas_uniform", "mpnas_null", "independent_nas", "multi_hea
 
 
 @pytest.mark.slow
-def test_comparison_table_over_seeds(smoke_runs, workspace):
+def test_comparison_table_over_seeds(smoke_runs, workspace, mlflow_uri):
     from zenml.client import Client
 
     from pipelines.comparison_pipeline import comparison_pipeline
@@ -55,6 +55,13 @@ def test_comparison_table_over_seeds(smoke_runs, workspace):
     for shared in ("multi_head", "fixed"):
         g = run.steps[f"search_{shared}_seed0"].outputs["genotypes"][0].load()
         assert len({tuple(v) for v in g.values()}) == 1, shared  # one path for every domain
+    import mlflow  # the data every method saw: the comparison run's MLflow dataset input
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name("comparison_pipeline")
+    mlflow_run = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{run.name}'")[0]
+    dataset = run.steps["ingest"].outputs["dataset"][0].load()
+    assert [i.dataset.digest for i in mlflow_run.inputs.dataset_inputs] == [dataset["content_hash"][:32]]
 
 
 def test_bad_seed_list_stops_before_any_step(zenml_stack, tmp_path):
