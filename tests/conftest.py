@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny search space (two stages, narrow widths, 16 px) so model tests run in seconds."""
+"""Shared fixtures: one tiny config (two stages, narrow widths, 16 px) so model, search and training tests run in
+seconds. Test folders add only the overrides of their own section (tests/nas: search.*, tests/training: train.*)."""
 
 import pytest
 
@@ -15,6 +16,12 @@ def tiny_cfg():
     return load_config(None, TINY)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_overrides():
     return list(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Factory: the tiny config with extra dotted overrides."""
+    return lambda *overrides: load_config(None, TINY + list(overrides))

@@ -95,11 +95,14 @@ def test_routed_equals_per_domain_calls(space, genotypes, tiny_cfg, train):
         torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6, msg=k)  # running statistics updated identically
 
 
-def test_routed_gradients_reach_every_used_parameter(space, genotypes, tiny_cfg):
-    m = _model(space, genotypes, tiny_cfg).train()
+@pytest.mark.parametrize("bn_mode", ["per_domain", "per_domain_affine", "shared"])
+@pytest.mark.parametrize("share_nodes", [True, False])
+def test_routed_gradients_reach_every_used_parameter(space, genotypes, tiny_cfg, bn_mode, share_nodes):
+    m = _model(space, genotypes, tiny_cfg, bn_mode=bn_mode, share_nodes=share_nodes).train()
     out = m.forward_routed({d: torch.randn(4, 3, 16, 16) for d in genotypes})
     torch.stack([o.logsumexp(1).mean() for o in out.values()]).sum().backward()
-    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    missing = [n for n, p in m.named_parameters()
+               if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0]
     assert not missing
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from mpnas.cli import main
 from mpnas.config import ConfigError
+from mpnas.nas.controller import Controller
 from mpnas.nas.search import SearchEngine, build_space, run_search
 from mpnas.space import Genotype, genotypes_from_json, genotypes_to_json
 
@@ -18,8 +19,9 @@ def test_outputs_and_genotype_round_trip(tiny_config, tiny_data, tmp_path):
     assert genotypes_from_json((tmp_path / "genotypes.json").read_text()) == res.genotypes
     hist = pd.read_parquet(tmp_path / "history.parquet")
     assert len(hist) == 3 * 3 and list(hist["step"].unique()) == [1, 2, 3]
-    for col in ("reward", "accuracy", "cost_ratio", "baseline", "entropy", "loss", "lr", "rl_lr",
-                "p_max.s1.l0.op", "p_max.s2.l1.kernel"):
+    decisions = [f"p_max.{key}" for key in Controller(build_space(cfg)).max_probs()]
+    assert any(d.endswith(".op") for d in decisions) and any(d.endswith(".kernel") for d in decisions)
+    for col in ["reward", "accuracy", "cost_ratio", "baseline", "entropy", "loss", "lr", "rl_lr", *decisions]:
         assert col in hist.columns
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["domains"]["beta"]) >= {"reward", "accuracy", "flops", "params", "entropy", "genotype"}
