@@ -222,18 +222,24 @@ class TyingConfig(_Strict):
     anneal_to: float = Field(1.0, ge=0, description="strength multiplier reached at the end of the search")
 
 
-class SearchConfig(_Strict):
-    mode: Literal["multi_path", "multi_head", "independent", "fixed"] = "multi_path"
-    steps: int = Field(300, ge=1)
-    batch_size: int = Field(32, ge=2, description="training images per domain per step")
-    val_batch_multiplier: float = Field(2.0, gt=0, description="reward batch = multiplier x batch_size")
-    paths_per_domain: int = Field(1, ge=1, description="K paths sampled per domain per step")
+class OptimizerConfig(_Strict):
+    """The weight optimiser settings the search and the final training share (mpnas.loop.build_optimizer; weight
+    decay skips norms, biases and classifiers: mpnas.loop.decay_groups)."""
+
     optimizer: Literal["sgd", "rmsprop", "adamw"] = Field(
         "adamw", description="adamw learns fastest in short CPU runs (measured: BENCHMARKS.md / issue notes)")
     lr: float = Field(3e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd/rmsprop only")
     weight_decay: float = Field(0.01, ge=0, description="decoupled for adamw; L2 for sgd/rmsprop")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+
+class SearchConfig(OptimizerConfig):
+    mode: Literal["multi_path", "multi_head", "independent", "fixed"] = "multi_path"
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(32, ge=2, description="training images per domain per step")
+    val_batch_multiplier: float = Field(2.0, gt=0, description="reward batch = multiplier x batch_size")
+    paths_per_domain: int = Field(1, ge=1, description="K paths sampled per domain per step")
     lr_warmup_fraction: float = Field(0.025, ge=0, lt=1)
     rl_lr: float = Field(3e-3, gt=0)
     rl_delay_fraction: float = Field(0.25, ge=0, lt=1)
@@ -302,15 +308,9 @@ class SearchConfig(_Strict):
 
 
 # ---------------------------------------------------------------------------------------------------------- train
-class TrainConfig(_Strict):
+class TrainConfig(OptimizerConfig):
     steps: int = Field(600, ge=1)
     batch_size: int = Field(32, ge=2, description="images per domain per step")
-    optimizer: Literal["sgd", "rmsprop", "adamw"] = Field(
-        "adamw", description="adamw learns fastest in short CPU runs (measured: BENCHMARKS.md / issue notes)")
-    lr: float = Field(3e-3, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="sgd/rmsprop only")
-    weight_decay: float = Field(0.01, ge=0, description="decoupled for adamw; L2 for sgd/rmsprop")
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
     warmup_fraction: float = Field(0.025, ge=0, lt=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     bn_mode: Literal["per_domain", "per_domain_affine", "shared"] = Field(

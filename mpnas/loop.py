@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpnas.config import SearchConfig, TrainConfig
+from mpnas.config import OptimizerConfig
 
 # The progress hook of both loops: `on_log(step, metrics)`, step = steps done so far, metrics = flat numbers.
 OnLog = Callable[[int, dict[str, float]], None]
@@ -42,7 +42,7 @@ def set_rng_states(s: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ optimiser and schedule
-def build_optimizer(groups: list[dict], cfg: TrainConfig | SearchConfig) -> torch.optim.Optimizer:
+def build_optimizer(groups: list[dict], cfg: OptimizerConfig) -> torch.optim.Optimizer:
     """sgd: momentum SGD; rmsprop: the TuNAS settings (decay 0.9, epsilon 1.0); adamw: decoupled decay."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
