@@ -11,8 +11,8 @@ One step (t = 0..steps-1), as TuNAS extended per domain (docs/method.md section 
    the warm-up mixture instead (supernet.MIX);
 2. every domain's training batch (batch_size images, always drawn from every domain) is split into K equal slices,
    slice k runs through path k and the domain's classifier; the per-domain losses (mean over k) are combined by the
-   loss weighting into one loss and the weights take one optimiser step (weight decay only on conv/linear weights,
-   and only on tensors that received a gradient);
+   loss weighting into one loss and the weights take one optimiser step (learning rate and weight decay as in
+   training: mpnas.loop.warmup_cosine, and mpnas.loop.decay_groups, which spares norms, biases and classifiers);
 3. a searchval batch (no augmentation) runs through the same paths with the updated weights (stateless BN) and gives
    each (domain, k) its top-1 accuracy and reward (mpnas.nas.reward);
 4. each controller's baseline folds in the mean reward of its K paths, and REINFORCE with the hierarchical log-prob

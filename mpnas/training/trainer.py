@@ -6,7 +6,7 @@ pass (each shared node once), and combines the per-domain label-smoothed losses 
 weights by mean val top-1 are kept (early stopping after `early_stopping_patience` evaluations without improvement).
 Because val selects the weights, val accuracy is optimistic; test is the unbiased number.
 
-Checkpoints hold everything that decides the next step (model, optimiser, scheduler, weighting, loader, RNGs, step,
+Checkpoints hold everything that decides the next step (model, optimiser, weighting, loader, RNGs, step,
 history, best weights), so a resumed run is step-for-step the run that was interrupted.
 """
 
