@@ -32,8 +32,8 @@ from mpnas.export import measure
 from mpnas.export.manifest import FORMAT, MANIFEST_FILE, file_entries, sha256_file
 from mpnas.export.programs import domain_program, entry_names
 from mpnas.export.report import render_markdown
-from mpnas.export.sharing import shared_weight_bytes, sharing_report, table_sharing
 from mpnas.export.runtimes import OnnxRunner, PteRunner
+from mpnas.export.sharing import shared_weight_bytes, sharing_report, table_sharing
 from mpnas.models.multipath import WEIGHTS_FILE, MultiPathNet, load_model
 from mpnas.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 
