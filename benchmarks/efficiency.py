@@ -147,7 +147,8 @@ def render(r: dict) -> str:
     lines = [
         "## Search step vs a plain mobilenet_v3_small training step (same FLOPs per step)", "",
         "Reproduce: `make bench BENCH=search` (writes `benchmarks/search_efficiency.json`). One run: search steps at "
-        f"the mini_real settings ({s['domains']} {s['data']} domains, {s['crop']} px, batch {s['search_batch']}/domain, "
+        f"the mini_real settings ({s['domains']} {s['data']} domains, {s['crop']} px, "
+        f"batch {s['search_batch']}/domain, "
         f"val {s['val_batch']}/domain, grouped={s['grouped']}, steps after the RL delay) alternate with "
         f"torchvision mobilenet_v3_small training steps at {s['crop']} px, batch {r['mnv3_batch']} (chosen so a step "
         f"has the search step's FLOPs); medians over {r['timed_rounds']} rounds. {r['torch_threads']} torch threads, "
