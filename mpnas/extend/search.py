@@ -121,7 +121,8 @@ class AddDomainSearch:
             losses.append(F.cross_entropy(lg, yk, label_smoothing=s.label_smoothing))
             accs.append((lg.argmax(1) == yk).float().mean())
         loss = torch.stack(losses).mean()
-        if not math.isfinite(float(loss.detach())):
+        loss_f = float(loss.detach())
+        if not math.isfinite(loss_f):
             raise FloatingPointError(f"add-domain search step {t + 1}: non-finite loss (try a lower search.lr)")
         set_lr(self.optimizer, lr)
         self.optimizer.zero_grad(set_to_none=True)
@@ -150,7 +151,7 @@ class AddDomainSearch:
                 "cost_ratio": float(np.mean([rw[1] for rw in rewards])),
                 "params_ratio": float(np.mean([rw[2] for rw in rewards])),
                 "marginal_params_ratio": float(np.mean([rw[3] for rw in rewards])), "baseline": baseline,
-                "entropy": self.controller.entropy_value(), "loss": float(loss),
+                "entropy": self.controller.entropy_value(), "loss": loss_f,
                 "train_accuracy": float(torch.stack(accs).mean()), "lr": lr, "rl_lr": rl_lr, "warmup_p": p_warm,
                 "argmax": str(self.controller.argmax_genotype())}
 

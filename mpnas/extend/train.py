@@ -54,13 +54,14 @@ class NewDomainTrainer:
         self.grown.train()
         logits = self.grown(x, self.domain)
         loss = F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing)
-        if not math.isfinite(float(loss.detach())):
+        loss_f = float(loss.detach())
+        if not math.isfinite(loss_f):
             raise FloatingPointError(f"add-domain training step {t + 1}: non-finite loss (try a lower train.lr)")
         set_lr(self.optimizer, lr)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"step": t + 1, "domain": self.domain, "loss": float(loss), "lr": lr,
+        return {"step": t + 1, "domain": self.domain, "loss": loss_f, "lr": lr,
                 "train_accuracy": float((logits.argmax(1) == y).float().mean())}
 
     def state_dict(self) -> dict[str, Any]:
