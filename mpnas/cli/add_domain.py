@@ -43,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
     acc = s["accuracy"]
     same = all(s["old_domains_identical"].values())
     print(f"{s['domain']}: {' '.join(s['genotype'])}")
-    print(f"  new nodes {len(s['new_nodes'])} ({', '.join(s['new_nodes']) or 'none'}), reused {len(s['reused_nodes'])}; "
+    new = ", ".join(s["new_nodes"]) or "none"
+    print(f"  new nodes {len(s['new_nodes'])} ({new}), reused {len(s['reused_nodes'])}; "
           f"added {s['added_parameters']} parameters ({100 * s['added_fraction']:.1f}% of {s['parent_parameters']})")
     print(f"  val top-1 {acc['val']:.4f}" + (f", test top-1 {acc['test']:.4f}" if acc.get("test") is not None else ""))
     print(f"  old domains' test logits identical: {'yes' if same else 'NO'} "
