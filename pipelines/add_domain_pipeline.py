@@ -15,7 +15,7 @@ from zenml import pipeline
 from pipelines.config import resolve_config, sections
 from pipelines.mpnas_pipeline import MODEL
 from pipelines.stack import active_tracking_uri, ensure_experiment
-from steps.add_domain import add_domain, parent_version, register_added
+from steps.add_domain import add_domain, describe_parent, parent_artifact, register_added
 from steps.evaluate import evaluate
 from steps.ingest import ingest
 
@@ -31,10 +31,10 @@ def add_domain_pipeline(domain: str = "", parent: str = "production", config: Op
         raise ValueError("add_domain_pipeline: set parameters.domain to the domain to add")
     ensure_experiment("add_domain_pipeline", active_tracking_uri())
     ws = str(Path(workspace).resolve())
-    parent_model, parent_info = parent_version(parent)
+    parent_info = describe_parent(version=parent)
     dataset = ingest(config=sections(cfg, "data"), workspace=ws)
-    model = add_domain(config=sections(cfg, "data", "search", "train"), dataset=dataset, parent=parent_model,
-                       parent_info=parent_info, domain=domain, workspace=ws)
+    model = add_domain(config=sections(cfg, "data", "search", "train"), dataset=dataset,
+                       parent=parent_artifact(parent), parent_info=parent_info, domain=domain, workspace=ws)
     eval_cfg = sections(cfg, "data", "evaluate")
     evaluate(config=eval_cfg, dataset=dataset, model=model, workspace=ws, method="add_domain")
     register_added(config=eval_cfg, dataset=dataset, model=model, parent_info=parent_info, domain=domain)

@@ -16,19 +16,25 @@ from steps.registry import MODEL_NAME, log_mlflow_model, mean_val_top1
 from steps.workdirs import keyed_dir
 
 
-def parent_version(version: str = "production", model_name: str = MODEL_NAME):
-    """The parent model version (a stage name or a number) and its `model` artifact, resolved when the pipeline is
-    compiled so the artifact enters the run as a real input (ZenML lineage: parent artifact -> add_domain step)."""
+def parent_artifact(version: str = "production", model_name: str = MODEL_NAME):
+    """The parent version's `model` artifact for a pipeline body: inside a pipeline ZenML's client answers lazily, so
+    the artifact is resolved when the step runs and enters it as a real input (lineage: parent artifact -> step)."""
+    return Client().get_model_version(model_name, version).get_artifact("model")
+
+
+@step(enable_cache=False)
+def describe_parent(version: str = "production", model_name: str = MODEL_NAME) -> Annotated[dict, "parent_info"]:
+    """Name, number and ids of the parent model version (a stage name or a number), for the child's lineage."""
     try:
         mv = Client().get_model_version(model_name, version)
     except KeyError:
         raise RuntimeError(f"no `{model_name}` model version {version!r}: run mpnas_pipeline first, or pass "
-                           f"parent_version=<stage or number>") from None
+                           f"parent=<stage or number>") from None
     art = mv.get_artifact("model")
     if art is None:
         raise RuntimeError(f"model version {model_name}:{mv.number} has no `model` artifact")
-    return art, {"model": model_name, "version": str(mv.number), "version_id": str(mv.id),
-                 "model_artifact_id": str(art.id)}
+    return {"model": model_name, "version": str(mv.number), "version_id": str(mv.id),
+            "model_artifact_id": str(art.id)}
 
 
 @step(experiment_tracker=TRACKER)
