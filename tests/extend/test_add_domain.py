@@ -87,3 +87,26 @@ def test_resume_after_a_finished_run_gives_the_same_model(added, add_cfg, add_da
     assert again.summary["genotype"] == result.summary["genotype"]
     assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
                                                  result.model.state_dict().values()))
+
+
+def test_resume_after_an_interrupted_search_continues_bit_for_bit(add_cfg, add_data, tmp_path, monkeypatch):
+    cfg = add_cfg.model_copy(update={"search": add_cfg.search.model_copy(update={"checkpoint_every": 3})})
+    parent_dir = save_parent(cfg, add_data, tmp_path / "parent")
+    straight = add_domain(cfg, parent_dir, add_data, "gamma", tmp_path / "straight")
+    real_step = AddDomainSearch.run_step
+
+    def interrupted(self):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(AddDomainSearch, "run_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        add_domain(cfg, parent_dir, add_data, "gamma", tmp_path / "resumed")
+    ran = []
+    monkeypatch.setattr(AddDomainSearch, "run_step", lambda self: ran.append(self.step) or real_step(self))
+    resumed = add_domain(cfg, parent_dir, add_data, "gamma", tmp_path / "resumed", resume=True)
+    assert ran == [3, 4, 5]  # continued from the step-3 checkpoint, not from the start
+    assert resumed.summary["genotype"] == straight.summary["genotype"]
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
