@@ -5,7 +5,8 @@ Three whole-model FLOPs figures, from most to least optimistic about sharing:
 - `union_flops`: every distinct node once. Not achievable: a node shared by two domains still sees two different
   inputs unless everything before it is shared too.
 - `prefix_tree_flops`: classifying one image in every domain, where a node's computation is reused only when the
-  whole prefix up to and including it is shared (the honest figure; the targets use it).
+  whole prefix up to and including it is shared *and* produces the same activations, i.e. with shared batch-norm (the
+  honest figure; the targets use it). With per-domain batch-norm only the stem's convolution is reused.
 - sum of the paths: no reuse at all (a bundle's cost).
 """
 
@@ -63,6 +64,10 @@ def union_flops(model: MultiPathNet) -> int:
 def prefix_tree_flops(model: MultiPathNet, flops_paths: dict[str, int]) -> int:
     """FLOPs of one image per domain with computation reused only along shared prefixes (a trie over the paths).
 
+    Reuse needs identical activations: with per-domain batch-norm statistics or affine parameters (bn_mode
+    per_domain / per_domain_affine) a shared node's output differs per domain, so only the stem's convolution is
+    reused; the trie applies in full only to bn_mode shared.
+
     Starts from the measured per-path FLOPs and subtracts, for every trie node (a distinct prefix ending in layer l)
     used by n domains, (n - 1) x that layer's analytic FLOPs; likewise for the head after a shared full path. A bundle
     (share_nodes=False) reuses nothing.
@@ -70,8 +75,11 @@ def prefix_tree_flops(model: MultiPathNet, flops_paths: dict[str, int]) -> int:
     total = sum(flops_paths[d] for d in model.domains)
     if not model.share_nodes:
         return total
+    # With per-domain batch-norm (statistics or affine), a shared node's *output* differs per domain, so only the
+    # first convolution (the stem's, before its batch-norm) can be computed once; deeper reuse needs bn_mode shared.
+    reusable_layers = model.space.layers if model.bn_mode == "shared" else model.space.layers[:1]
     groups: dict[tuple[str, ...], list[str]] = {(): list(model.domains)}
-    for li, layer in enumerate(model.space.layers):
+    for li, layer in enumerate(reusable_layers):
         deeper: dict[tuple[str, ...], list[str]] = {}
         for prefix, members in groups.items():
             for d in members:
@@ -79,6 +87,8 @@ def prefix_tree_flops(model: MultiPathNet, flops_paths: dict[str, int]) -> int:
         for prefix, members in deeper.items():
             total -= (len(members) - 1) * 2 * layer.cost(Choice.parse(prefix[-1]))[0]
         groups = deeper
+    if len(reusable_layers) < len(model.space.layers):
+        return total
     head_flops = 2 * model.space.head_cost()[0]
     for members in groups.values():
         per_head: dict[str, int] = {}
