@@ -89,7 +89,10 @@ def method_configs(cfg: MpnasConfig) -> tuple[dict[str, dict], dict[str, dict]]:
     searches = {}
     for variant, (mode, null) in SEARCHES.items():
         c = cfg.model_copy(deep=True)
-        c.search = c.search.model_copy(update={"mode": mode, "null_control": null})  # validated again in the step
+        update = {"mode": mode, "null_control": null}
+        if mode != "multi_path":  # the baselines search as the paper does: tying and marginal cost are multi_path's
+            update |= {"tying": c.search.tying.model_copy(update={"prior": "none"}), "cost_scope": "path"}
+        c.search = c.search.model_copy(update=update)  # validated again in the step
         searches[variant] = sections(c, "data", "space", "search")
     uniform = cfg.model_copy(deep=True)
     uniform.train.loss_weighting = uniform.train.loss_weighting.model_copy(update={"name": "uniform"})
