@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,9 +32,9 @@ from mpnas.utils.io import atomic_write_json
 def _config(path: str, overrides: list[str]):
     raw = yaml.safe_load(Path(path).read_text())
     if isinstance(raw, dict) and "parameters" in raw:  # a ZenML run config: its mpnas config
-        tmp = Path("/tmp") / f"search_signal_{Path(path).stem}.yaml"
-        tmp.write_text(yaml.safe_dump(raw["parameters"]["config"]))
-        path = str(tmp)
+        with tempfile.NamedTemporaryFile("w", suffix=f"_{Path(path).stem}.yaml", delete=False) as tmp:
+            tmp.write(yaml.safe_dump(raw["parameters"]["config"]))  # unique: concurrent studies must not race
+        path = tmp.name
     return load_config(path, overrides)
 
 
