@@ -13,7 +13,6 @@ params_total and flops_union are the sums over the bundle.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional
 
@@ -28,15 +27,7 @@ from mpnas.evaluation.metrics import decathlon_score, official_e_max, reference_
 from mpnas.evaluation.report import render_report
 from mpnas.models.multipath import WEIGHTS_FILE, MultiPathNet, load_model
 from mpnas.models.sharing import jaccard_matrix, mean_off_diagonal, sharing_report
-from mpnas.utils.io import atomic_write_json, atomic_write_text, read_json
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from mpnas.utils.io import atomic_write_json, atomic_write_text, read_json, sha256_file
 
 
 def _mean(values: list[Optional[float]]) -> Optional[float]:
@@ -88,7 +79,7 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
                     "repeats": cfg.latency_repeats, "warmup": cfg.latency_warmup, "statistic": "median"},
         "data_dir": str(data_dir), "data_hash": ds.content_hash, "data_hash_at_training": trained_hash,
         "data_hash_matches_training": (trained_hash == ds.content_hash) if trained_hash else None,
-        "model_dir": str(model_dir), "model_hash": file_sha256(model_dir / WEIGHTS_FILE),
+        "model_dir": str(model_dir), "model_hash": sha256_file(model_dir / WEIGHTS_FILE),
         "train": model.meta.get("train"),
     }
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,21 +3,12 @@ points) and what it was made from (source model hash, genotypes, file hashes).""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from mpnas.utils.io import read_json
+from mpnas.utils.io import read_json, sha256_file  # noqa: F401 - sha256_file is part of this module's API
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "mpnas.export/1"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entries(root: Path) -> dict[str, dict]:

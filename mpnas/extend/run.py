@@ -7,7 +7,6 @@ train_history.parquet, and the checkpoints search_checkpoint.pt / checkpoint.pt 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from mpnas.models.multipath import ARCH_FILE, WEIGHTS_FILE, MultiPathNet, load_m
 from mpnas.nas.checkpoint import check_data_hash, load_state, save_state
 from mpnas.nas.search import check_search_config
 from mpnas.space import Genotype
-from mpnas.utils.io import atomic_write_bytes, atomic_write_json
+from mpnas.utils.io import atomic_write_bytes, atomic_write_json, sha256_file
 
 SUMMARY = "add_domain.json"
 SEARCH_CHECKPOINT = "search_checkpoint.pt"
@@ -45,14 +44,6 @@ class AddDomainResult:
 
 
 # --------------------------------------------------------------------------------------------------------- inputs
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_inputs(cfg: MpnasConfig, model_dir: str | Path, data_dir: str | Path, domain: str
                  ) -> tuple[MultiPathNet, PreparedDataset]:
     """Refuse, before any work, every input add-domain cannot use; each message names the file or field."""
