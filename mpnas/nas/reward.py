@@ -19,7 +19,7 @@ Beyond the paper (each an option, the paper's behaviour being the default of eac
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -114,20 +114,22 @@ class NullQuality:
     n_images: int
     seed: int
     momentum: float = 0.95
-    stats: list[list[float]] = field(default_factory=list)  # per domain [num_mean, num_sq, den]
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
-        if not self.stats:
-            self.stats = [[0.0, 0.0, 0.0] for _ in range(self.n_domains)]
+        # per domain: EMAs of the real quality and of its square (the same debiased EMA as the REINFORCE baseline)
+        self.means = [EmaBaseline(self.momentum) for _ in range(self.n_domains)]
+        self.squares = [EmaBaseline(self.momentum) for _ in range(self.n_domains)]
 
     def draw(self, domain_index: int, real: np.ndarray) -> np.ndarray:
-        num, sq, den = self.stats[domain_index]
-        mean = num / den if den > 0 else float(np.mean(real))
-        var = max(0.0, sq / den - mean ** 2) if den > 0 else float(np.var(real))
-        m = self.momentum
-        self.stats[domain_index] = [m * num + (1 - m) * float(np.mean(real)),
-                                    m * sq + (1 - m) * float(np.mean(np.square(real))), m * den + (1 - m)]
+        ema_mean, ema_sq = self.means[domain_index], self.squares[domain_index]
+        if ema_mean.den > 0:
+            mean = ema_mean.value
+            var = max(0.0, ema_sq.value - mean ** 2)
+        else:
+            mean, var = float(np.mean(real)), float(np.var(real))
+        ema_mean.update(float(np.mean(real)))
+        ema_sq.update(float(np.mean(np.square(real))))
         k = len(real)
         if self.metric == "top1":
             return self.rng.binomial(self.n_images, min(1.0, max(0.0, mean)), size=k) / self.n_images
@@ -135,7 +137,8 @@ class NullQuality:
         return np.clip(out, 0.0, 1.0) if self.metric == "true_prob" else np.minimum(out, 0.0)
 
     def state_dict(self) -> dict:
-        return {"stats": [list(map(float, s)) for s in self.stats]}
+        return {"means": [b.state_dict() for b in self.means], "squares": [b.state_dict() for b in self.squares]}
 
     def load_state_dict(self, s: dict) -> None:
-        self.stats = [list(map(float, row)) for row in s["stats"]]
+        for b, bs in zip(self.means + self.squares, s["means"] + s["squares"]):
+            b.load_state_dict(bs)
