@@ -17,7 +17,7 @@ import json
 import numpy as np
 import torch
 
-from mpnas.config import load_config
+from mpnas.cli._common import load_any_config
 from mpnas.nas.controller import Controller, SharedPrior, rl_lr_at, rl_optimizer, tying_penalty, tying_strength_at
 from mpnas.nas.reward import CostModel, EmaBaseline, path_reward
 from mpnas.nas.search import build_space
@@ -86,14 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sigma", type=float, default=0.01, help="std of the per-block utility (0: no signal)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    import yaml
-    raw = yaml.safe_load(open(a.config)) if a.config else {}
-    if isinstance(raw, dict) and "parameters" in raw:
-        import tempfile
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            yaml.safe_dump(raw["parameters"]["config"], f)
-        a.config = f.name
-    cfg = load_config(a.config, a.set)
+    cfg = load_any_config(a.config, a.set)
     runs = [simulate(cfg, seed, a.sigma) for seed in range(a.seeds)]
     keys = runs[0].keys()
     print(json.dumps({"set": a.set, "sigma": a.sigma,

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from mpnas.config import load_config
+from mpnas.cli._common import load_any_config
 from mpnas.evaluation.evaluate import evaluate_model
 from mpnas.nas.search import run_search
 from mpnas.space import genotypes_from_json
@@ -29,18 +27,9 @@ from mpnas.training.trainer import train_model
 from mpnas.utils.io import atomic_write_json
 
 
-def _config(path: str, overrides: list[str]):
-    raw = yaml.safe_load(Path(path).read_text())
-    if isinstance(raw, dict) and "parameters" in raw:  # a ZenML run config: its mpnas config
-        with tempfile.NamedTemporaryFile("w", suffix=f"_{Path(path).stem}.yaml", delete=False) as tmp:
-            tmp.write(yaml.safe_dump(raw["parameters"]["config"]))  # unique: concurrent studies must not race
-        path = tmp.name
-    return load_config(path, overrides)
-
-
 def run_one(args, seed: int) -> dict:
     null = args.variant == "null"
-    cfg = _config(args.config, [*args.set, f"seed={seed}", f"search.null_control={str(null).lower()}",
+    cfg = load_any_config(args.config, [*args.set, f"seed={seed}", f"search.null_control={str(null).lower()}",
                                 "evaluate.latency_repeats=3", "evaluate.latency_warmup=1"])
     base = Path(args.out) / args.variant / f"seed{seed}"
     t0 = time.perf_counter()

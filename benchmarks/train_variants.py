@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks.search_signal import _config
+from mpnas.cli._common import load_any_config
 from mpnas.evaluation.evaluate import evaluate_model
 from mpnas.nas.search import build_space
 from mpnas.data.prepared import PreparedDataset
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     a = ap.parse_args(argv)
     for seed in a.seeds:
-        cfg = _config(a.config, [*a.set, f"seed={seed}", "evaluate.latency_repeats=3", "evaluate.latency_warmup=1"])
+        cfg = load_any_config(a.config, [*a.set, f"seed={seed}", "evaluate.latency_repeats=3", "evaluate.latency_warmup=1"])
         base = Path(a.out) / a.name / f"seed{seed}"
         t0 = time.perf_counter()
         if a.genotypes == "reference":
