@@ -21,6 +21,7 @@ import torch
 
 from mpnas.config import EvaluateConfig, resolve_device
 from mpnas.data.prepared import PreparedDataset
+from mpnas.evaluation.added import added_summary
 from mpnas.evaluation.costs import cpu_latency_ms, path_flops, prefix_tree_flops, union_flops
 from mpnas.evaluation.figures import architecture_figure, jaccard_figure, weights_figure
 from mpnas.evaluation.metrics import decathlon_score, official_e_max, reference_e_max, split_accuracy
@@ -81,6 +82,7 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_dir: str | P
         "data_hash_matches_training": (trained_hash == ds.content_hash) if trained_hash else None,
         "model_dir": str(model_dir), "model_hash": sha256_file(model_dir / WEIGHTS_FILE),
         "train": model.meta.get("train"),
+        "added": added_summary(model.meta, str(model_dir / "architecture.json")),  # mpnas add-domain, else None
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics["figures"] = _figures(model, model_dir, out_dir, jac, f"{method} on {metrics['dataset']}: "

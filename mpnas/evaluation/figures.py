@@ -14,10 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import FancyBboxPatch, Patch  # noqa: E402
 
+from mpnas.evaluation.added import added_nodes, added_records  # noqa: E402
 from mpnas.models.multipath import MultiPathNet  # noqa: E402
 from mpnas.utils.io import atomic_write_bytes  # noqa: E402
 
 SHARED_FILL, EXCLUSIVE_FILL = "#4a4a4a", "#d9d9d9"
+ADDED_HATCH = "////"  # nodes created by `mpnas add-domain`, edged in the colour of the domain they were added for
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
@@ -38,8 +40,11 @@ def _short(block: str) -> str:
 
 def architecture_figure(model: MultiPathNet, path: str | Path, title: Optional[str] = None) -> Path:
     """Layers as columns, the blocks used at each layer as boxes (dark = shared by 2+ domains, light = exclusive),
-    each domain's path a coloured line through its boxes; a skipped layer passes through the 'skip' row."""
+    each domain's path a coloured line through its boxes; a skipped layer passes through the 'skip' row. Nodes that
+    `mpnas add-domain` created are hatched and edged in their domain's colour (the domain's legend entry says added)."""
     users = model.node_users()
+    added = added_nodes(model.meta)
+    added_domains = {r["domain"] for r in added_records(model.meta)}
     n_layers = len(model.space.layers)
     rows: dict[str, float] = {}
     max_rows = 1
@@ -57,14 +62,8 @@ def architecture_figure(model: MultiPathNet, path: str | Path, title: Optional[s
         off = (i - (n - 1) / 2) * min(0.06, 0.5 / max(n, 1))
         ys = [rows[k] if k is not None else skip_y for k in model.paths[d]]
         ax.plot(range(n_layers), [y + off for y in ys], "-", color=colours[d], lw=1.8, alpha=0.9, zorder=1,
-                label=d)
-    for key, (li, choice) in model.node_specs.items():
-        shared = len(users[key]) >= 2
-        y = rows[key]
-        ax.add_patch(FancyBboxPatch((li - 0.4, y - 0.25), 0.8, 0.5, boxstyle="round,pad=0.02",
-                                    fc=SHARED_FILL if shared else EXCLUSIVE_FILL, ec="black", lw=0.6, zorder=2))
-        ax.text(li, y, _short(str(choice)), ha="center", va="center", fontsize=6, zorder=3,
-                color="white" if shared else "black")
+                label=f"{d} (added)" if d in added_domains else d)
+    _draw_nodes(ax, model, rows, users, added, colours)
     if has_skip:
         for li, layer in enumerate(model.space.layers):
             if layer.allow_zero:
@@ -81,10 +80,29 @@ def architecture_figure(model: MultiPathNet, path: str | Path, title: Optional[s
     handles, _ = ax.get_legend_handles_labels()
     handles += [Patch(fc=SHARED_FILL, ec="black", label="shared node"),
                 Patch(fc=EXCLUSIVE_FILL, ec="black", label="exclusive node")]
+    if added:
+        handles.append(Patch(fc=EXCLUSIVE_FILL, ec="black", hatch=ADDED_HATCH, label="added node (add-domain)"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     ax.set_title(title or f"Merged multi-path model: {len(users)} nodes, "
-                          f"{sum(len(v) >= 2 for v in users.values())} shared", fontsize=9)
+                          f"{sum(len(v) >= 2 for v in users.values())} shared"
+                          + (f", {len(added)} added" if added else ""), fontsize=9)
     return _save(fig, path)
+
+
+def _draw_nodes(ax: plt.Axes, model: MultiPathNet, rows: dict[str, float], users: dict[str, list[str]],
+                added: dict[str, str], colours: dict[str, tuple]) -> None:
+    """One box per node; an added node is hatched, with a thick edge in the colour of the domain it was added for."""
+    for key, (li, choice) in model.node_specs.items():
+        shared = len(users[key]) >= 2
+        y = rows[key]
+        by = added.get(key)
+        ax.add_patch(FancyBboxPatch((li - 0.4, y - 0.25), 0.8, 0.5, boxstyle="round,pad=0.02",
+                                    fc=SHARED_FILL if shared else EXCLUSIVE_FILL,
+                                    ec=colours.get(by, "black") if by else "black", lw=2.0 if by else 0.6,
+                                    hatch=ADDED_HATCH if by else None, zorder=2))
+        ax.text(li, y, _short(str(choice)), ha="center", va="center", fontsize=6, zorder=3,
+                color="white" if shared else "black",
+                bbox=dict(boxstyle="round,pad=0.1", fc=EXCLUSIVE_FILL, ec="none", lw=0) if by and not shared else None)
 
 
 def jaccard_figure(jac: dict, path: str | Path, title: str = "Path similarity (Jaccard over non-zero nodes)") -> Path:

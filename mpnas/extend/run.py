@@ -18,6 +18,7 @@ import torch
 from mpnas.config import MpnasConfig, flatten, resolve_device
 from mpnas.data.loading import iterate_split
 from mpnas.data.prepared import PreparedDataset
+from mpnas.evaluation.added import added_records
 from mpnas.evaluation.metrics import split_accuracy
 from mpnas.extend.grow import grow_model, new_node_ids, old_tensors_changed, trainable_parameters
 from mpnas.extend.search import AddDomainSearch
@@ -113,9 +114,10 @@ def _load_resumable(path: Path, fingerprint: dict, data_hash: str, data_dir: str
 
 # --------------------------------------------------------------------------------------------------------- checks
 @torch.no_grad()
-def old_domains_identical(parent: MultiPathNet, grown: MultiPathNet, ds: PreparedDataset, limit: int = 512
+def old_domains_identical(parent: MultiPathNet, grown: MultiPathNet, ds: PreparedDataset, limit: Optional[int] = 512
                           ) -> dict[str, bool]:
-    """Per old domain the data holds: are the grown model's logits on its test images bit-for-bit the parent's?"""
+    """Per old domain the data holds: are the grown model's logits on its test images (the first `limit`, all with
+    None) bit-for-bit the parent's?"""
     parent.eval(), grown.eval()
     out = {}
     crop = int(parent.space.input_size)
@@ -184,12 +186,7 @@ def add_domain(cfg: MpnasConfig, model_dir: str | Path, data_dir: str | Path, do
     identical = old_domains_identical(parent, grown, ds)
     summary = _summary(parent, grown, domain, genotype, ds, model_dir, parent_sha, data_dir, search, trainer,
                        identical, cfg)
-    extra = {"domains": _domain_meta(parent, ds, domain),
-             "data": {"prepared_dir": str(data_dir), "content_hash": ds.content_hash, "size": ds.size,
-                      "crop": cfg.data.crop},
-             "parent": summary["parent"], "added_domain": {k: summary[k] for k in
-                                                           ("domain", "new_nodes", "added_parameters")}}
-    save_model(grown, out_dir, extra)
+    save_model(grown, out_dir, _architecture_extra(parent, ds, domain, data_dir, cfg, summary, model_dir))
     atomic_write_bytes(out_dir / "search_history.parquet", pd.DataFrame(search.history).to_parquet(index=False))
     atomic_write_bytes(out_dir / "train_history.parquet", pd.DataFrame(trainer.history).to_parquet(index=False))
     atomic_write_json(out_dir / SUMMARY, summary)
@@ -217,3 +214,17 @@ def _summary(parent: MultiPathNet, grown: MultiPathNet, domain: str, genotype: G
                        "data": dict(parent.meta.get("data") or {})},
             "data": {"prepared_dir": str(data_dir), "content_hash": ds.content_hash},
             "seed": cfg.seed}
+
+
+def _architecture_extra(parent: MultiPathNet, ds: PreparedDataset, domain: str, data_dir: str | Path,
+                        cfg: MpnasConfig, summary: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+    """architecture.json's extra fields: the new data, the parent, and the record of what was added, appended to the
+    parent's own records (`added_domains`, oldest first) so a chain of additions keeps every domain's new nodes for
+    the evaluation report and figures to mark; `added_domain` is the latest record alone."""
+    record = {**{k: summary[k] for k in ("domain", "new_nodes", "added_parameters", "parent_parameters")},
+              "parent_weights_sha256": summary["parent"]["weights_sha256"], "parent_model_dir": str(model_dir)}
+    return {"domains": _domain_meta(parent, ds, domain),
+            "data": {"prepared_dir": str(data_dir), "content_hash": ds.content_hash, "size": ds.size,
+                     "crop": cfg.data.crop},
+            "parent": summary["parent"], "added_domain": record,
+            "added_domains": added_records(parent.meta, str(model_dir / ARCH_FILE)) + [record]}
