@@ -216,3 +216,26 @@ def accuracy_cost_figure(summary: dict[str, Any], path: str | Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def merge_results(results: list[dict[str, Any]], sources: Optional[list[str]] = None) -> dict[str, Any]:
+    """One comparison from several comparison.json results of the same data (for example one run per seed, run on
+    different machines): every method's runs are regrouped by seed and aggregated again, exactly as one multi-seed
+    run would. Refuses results of different data, or two runs of one method with the same seed."""
+    sources = sources or [f"result {i}" for i in range(len(results))]
+    if not results:
+        raise ValueError("merge_results: nothing to merge")
+    data = results[0].get("data")
+    runs: dict[str, dict[int, dict]] = {}
+    for src, result in zip(sources, results):
+        if result.get("data") != data:
+            raise ValueError(f"{src}: its data version differs from {sources[0]}'s; only results on the same "
+                             f"prepared data can be merged")
+        for name, entry in result["methods"].items():
+            for seed, metrics in zip(entry["seeds"], entry["runs"]):
+                if seed in runs.setdefault(name, {}):
+                    raise ValueError(f"{src}: method {name!r} seed {seed} is already in an earlier result")
+                runs[name][seed] = metrics
+    table = {name: aggregate_seeds(by_seed) for name, by_seed in runs.items()}
+    seeds = sorted({s for by_seed in runs.values() for s in by_seed})
+    return {"methods": table, "summary": compare_methods(table), "seeds": seeds, "data": data}
