@@ -55,6 +55,9 @@ def test_per_seed_figures_match_the_written_models(ran):
         w = row["wall_s"]
         assert w["parent"] == pytest.approx(w["parent_search"] + w["parent_train"]) and w["add"] > 0
         assert row["wall_ratio"] == pytest.approx(w["add"] / w["parent"])
+        c = row["cpu_s"]
+        assert c["parent"] == pytest.approx(c["parent_search"] + c["parent_train"]) and 0 < c["add"] <= 2 * w["add"]
+        assert row["cpu_ratio"] == pytest.approx(c["add"] / c["parent"])
         assert row["genotype"] == grown.genotypes["gamma"].to_strings()
     tops = [r["top1_test"] for r in doc["per_seed"]]
     assert doc["top1_test"]["mean"] == pytest.approx(np.mean(tops))
@@ -64,6 +67,7 @@ def test_per_seed_figures_match_the_written_models(ran):
     assert doc["met"]["top1_within_2_points"] == (np.mean(diffs) >= -2.0)
     assert doc["met"]["logits_identical"] is True
     assert doc["met"]["added_params_at_most_15pct"] == (doc["added_params_ratio"]["mean"] <= 0.15)
+    assert doc["met"]["cpu_at_most_25pct"] == (np.mean([r["cpu_ratio"] for r in doc["per_seed"]]) <= 0.25)
 
 
 def test_a_rerun_reuses_finished_seeds_and_a_missing_result_reuses_the_stages(ran, monkeypatch, capsys):
