@@ -133,6 +133,8 @@ class MultiDomainLoader:
     `next_batch()` returns {domain: (x float (N,3,crop,crop) normalised, y int64 (N,))} on `device`.
     """
 
+    kind = "host"  # what state_dict/load_state_dict hold (mpnas.data.device.DeviceResidentLoader: device_resident)
+
     def __init__(self, ds: PreparedDataset, domains: list[str], split: str, batch_size: int, cfg: DataConfig,
                  seed: int = 0, device: Optional[torch.device] = None, augment: bool = True):
         self.ds, self.domains, self.split, self.batch_size, self.cfg = ds, list(domains), split, batch_size, cfg
@@ -189,6 +191,11 @@ class MultiDomainLoader:
                 "gen": self.gen.get_state(), "step": self.step}
 
     def load_state_dict(self, s: dict) -> None:
+        if s.get("kind", "host") != self.kind:  # mpnas.data.device writes kind=device_resident; its state differs
+            resolved = {"host": "off", "device_resident": "on"}
+            raise ValueError(f"the checkpoint's batches came with data.device_resident resolved to "
+                             f"{resolved.get(s.get('kind', 'host'), '?')}, this run resolves it to "
+                             f"{resolved[self.kind]}; resume with the same setting on the same kind of device")
         for d, st in s["streams"].items():
             self.streams[d].load_state_dict(st)
         self.rng.bit_generator.state = s["rng"]

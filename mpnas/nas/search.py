@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mpnas.config import MpnasConfig, flatten, resolve_device
-from mpnas.data.loading import MultiDomainLoader
+from mpnas.data.device import make_loader
 from mpnas.data.prepared import PreparedDataset
 from mpnas.loop import (OnLog, build_optimizer, decay_groups, format_duration, rng_states, seed_everything, set_lr,
                         set_rng_states, warmup_cosine, warmup_steps)
@@ -57,7 +57,8 @@ from mpnas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_t
 from mpnas.weighting import build_weighting
 
 # Config fields that may change between a run and its resume (they do not change the result).
-RESUMABLE_CHANGES = ("search.log_every", "search.checkpoint_every", "search.device")
+# search.bucket_shapes only adds zero segments that are sliced off (tests/nas/test_bucketing.py).
+RESUMABLE_CHANGES = ("search.log_every", "search.checkpoint_every", "search.device", "search.bucket_shapes")
 
 
 @dataclass
@@ -164,10 +165,14 @@ class SearchEngine:
         # The search draws batch_size images from every domain each step (equal BN segments, every controller
         # rewarded every step), whatever data.sampling says for training.
         data_cfg = cfg.data.model_copy(update={"sampling": cfg.data.sampling.model_copy(update={"strategy": "uniform"})})
-        self.train_loader = MultiDomainLoader(ds, self.domains, "train", s.batch_size, data_cfg, seed=cfg.seed,
-                                              device=self.device, augment=True)
-        self.val_loader = MultiDomainLoader(ds, self.domains, "searchval", val_batch_size(cfg), data_cfg,
-                                            seed=cfg.seed + 1, device=self.device, augment=False)
+        # data.device_resident (mpnas.data.device): on CUDA the arrays are uploaded once and augmented there.
+        self.train_loader = make_loader(ds, self.domains, "train", s.batch_size, data_cfg, seed=cfg.seed,
+                                        device=self.device, augment=True)
+        self.val_loader = make_loader(ds, self.domains, "searchval", val_batch_size(cfg), data_cfg,
+                                      seed=cfg.seed + 1, device=self.device, augment=False)
+        # Fixed shapes for shape-planning backends (cuDNN): pad grouped calls to bucket sizes (supernet docstring).
+        self.bucket = s.grouped and (s.bucket_shapes == "on" or (s.bucket_shapes == "auto"
+                                                                 and self.device.type == "cuda"))
         self.rng = np.random.default_rng(cfg.seed + 99_991)
         reward_images = val_batch_size(cfg) if s.paired_rewards else val_batch_size(cfg) // self.K
         self.null = (NullQuality(len(self.domains), s.reward_metric, reward_images, cfg.seed + 7_919,
@@ -216,7 +221,8 @@ class SearchEngine:
                 per_net.setdefault(self.net_of[d], []).append((d, k, xk, ops[self.ctrl_of[d]][k]))
         out: dict[str, list] = {d: [None] * self.K for d in self.domains}
         for n, units in per_net.items():
-            feats = self.nets[n].forward_units([u[2] for u in units], [u[3] for u in units], self.s.grouped)
+            feats = self.nets[n].forward_units([u[2] for u in units], [u[3] for u in units], self.s.grouped,
+                                               self.bucket)
             for (d, k, _, _), f in zip(units, feats):
                 out[d][k] = (self.classifiers[self.domains.index(d)](f), labels[d][k])
         return out
@@ -360,7 +366,9 @@ class SearchEngine:
             raise ValueError(f"{source}: written by a {st.get('mode')} search over {st.get('domains')}, cannot resume "
                              f"a {self.s.mode} search over {self.domains}")
         now = _fingerprint(self.cfg)
-        diff = sorted(k for k in set(now) | set(st["config"]) if now.get(k) != st["config"].get(k))
+        # a field added after the checkpoint was written counts as its default there (e.g. data.device_resident)
+        then = {**{k: v for k, v in _fingerprint(MpnasConfig()).items() if k not in st["config"]}, **st["config"]}
+        diff = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
         if diff:
             raise ValueError(f"{source}: the config changed since the checkpoint was written ({', '.join(diff)}); "
                              f"resume with the same config or start a new search in another --out directory")

@@ -25,6 +25,12 @@ that chose the same op run as one call on their concatenated batch; BN still nor
 own statistics (`grouped_batch_norm`), so statistics of different domains never mix. Fewer, larger kernels are much
 faster on CPUs and GPUs than one small call per domain.
 
+Bucketed shapes (`bucket=True`, search.bucket_shapes): the number of units that pick an op changes every step, so
+grouped calls would see ever new batch sizes, and cuDNN (and any shape-keyed cache) plans each new one. With buckets a
+call on g segments is padded with zero segments up to the next size of `bucket_ladder` (powers of two, and the unit
+count), so each op runs on a few fixed shapes. Pads are whole segments: BN normalises them apart, their outputs are
+sliced off and get no gradient, so the real rows compute what they compute unpadded (tests/nas/test_bucketing.py).
+
 Op warm-up (TuNAS): a layer may run `MIX` instead of a sampled op, the mean-field average of its candidates: the
 largest expansion (TuNAS's filter warm-up), the mean over depthwise kernel sizes, the mean of SE on/off and, where
 `zero` is allowed, the mean of the block and the identity (x + f(x)/2). This costs about one large block, not the
@@ -67,6 +73,20 @@ def grouped_batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     xt = x.view(groups, s, c, h, w).transpose(0, 1).reshape(s, groups * c, h, w)
     y = F.batch_norm(xt, None, None, weight.repeat(groups), bias.repeat(groups), True, 0.0, BN_EPS)
     return y.view(s, groups, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+
+
+def bucket_ladder(n_units: int) -> list[int]:
+    """Segment counts a grouped call is padded to: the powers of two below n_units, and n_units itself."""
+    ladder, b = [], 1
+    while b < n_units:
+        ladder.append(b)
+        b *= 2
+    return ladder + [n_units]
+
+
+def bucket_of(groups: int, n_units: int) -> int:
+    """The smallest ladder size holding `groups` segments (at most twice the work, log2(n_units)+1 shapes per op)."""
+    return next(b for b in bucket_ladder(n_units) if b >= groups)
 
 
 def _mean(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -218,12 +238,13 @@ class SuperNet(nn.Module):
         """Head features of one batch through one path."""
         return self.forward_units([x], [path], grouped=False)[0]
 
-    def forward_units(self, xs: list[torch.Tensor], paths: list[Sequence[Op]], grouped: bool = True
-                      ) -> list[torch.Tensor]:
+    def forward_units(self, xs: list[torch.Tensor], paths: list[Sequence[Op]], grouped: bool = True,
+                      bucket: bool = False) -> list[torch.Tensor]:
         """Head features of every unit (batch segment xs[i] through paths[i]).
 
         grouped=True runs each distinct op of a layer once on the concatenated segments of the units that chose it
-        (segments of one call must have equal size); grouped=False loops over the units.
+        (segments of one call must have equal size); grouped=False loops over the units. bucket=True (grouped only)
+        pads each call to a bucket_ladder number of segments (module docstring).
         """
         xs = [x.contiguous(memory_format=model_blocks.MEMORY_FORMAT) for x in xs]
         if not grouped:
@@ -235,13 +256,18 @@ class SuperNet(nn.Module):
             return out
         blocks = _Blocks(xs)
         for li, module in enumerate(self.layers):
-            buckets: dict[Op, list[int]] = {}
+            by_op: dict[Op, list[int]] = {}
             for i, path in enumerate(paths):
-                buckets.setdefault(path[li], []).append(i)
+                by_op.setdefault(path[li], []).append(i)
             new: list[tuple[torch.Tensor, list[int]]] = []
-            for op, ids in buckets.items():
-                x = blocks.gather(ids)
-                new.append((x if op == ZERO else module(x, op, len(ids)), ids))
+            for op, ids in by_op.items():
+                if op == ZERO:
+                    new.append((blocks.gather(ids), ids))
+                    continue
+                g = len(ids)
+                pad = bucket_of(g, len(xs)) - g if bucket else 0
+                y = module(blocks.gather(ids, pad), op, g + pad)
+                new.append((y[:y.shape[0] // (g + pad) * g] if pad else y, ids))
             blocks = _Blocks.from_blocks(new, len(xs))
         all_ids = list(range(len(xs)))
         return list(self.head(blocks.gather(all_ids), len(xs)).chunk(len(xs)))
@@ -261,15 +287,25 @@ class _Blocks:
         self.where = {u: (b, j) for b, (_, ids) in enumerate(blocks) for j, u in enumerate(ids)}
         return self
 
-    def gather(self, ids: list[int]) -> torch.Tensor:
+    def gather(self, ids: list[int], pad: int = 0) -> torch.Tensor:
+        """The segments of `ids` as one batch, followed by `pad` zero segments (in the same memory format)."""
         b0 = self.where[ids[0]][0]
         x, block_ids = self.blocks[b0]
         if block_ids == ids:
-            return x
-        pieces = []
-        for u in ids:
-            b, j = self.where[u]
-            x, block_ids = self.blocks[b]
-            s = x.shape[0] // len(block_ids)
-            pieces.append(x[j * s:(j + 1) * s])
+            if not pad:
+                return x
+            pieces = [x]
+        else:
+            pieces = []
+            for u in ids:
+                b, j = self.where[u]
+                x, block_ids = self.blocks[b]
+                s = x.shape[0] // len(block_ids)
+                pieces.append(x[j * s:(j + 1) * s])
+        if pad:
+            first, seg = pieces[0], x.shape[0] // len(block_ids)
+            fmt = (torch.channels_last if first.dim() == 4 and not first.is_contiguous()
+                   and first.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+            pieces.append(torch.empty((pad * seg, *first.shape[1:]), dtype=first.dtype, device=first.device,
+                                      memory_format=fmt).zero_())
         return torch.cat(pieces)
