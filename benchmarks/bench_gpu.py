@@ -2,7 +2,8 @@
 figures as a ratio, and the share of step time spent in kernels vs on the host (torch.profiler).
 
     python -m benchmarks.bench_gpu [--data PREPARED_DIR] [--device auto|cuda|cpu] [--budget-s 200] [--tiny]
-                                   [--cudnn on|off] [--out PATH] [--cpu-reference PATH]
+                                   [--cudnn on|off] [--bucket-shapes auto|on|off] [--device-data auto|on|off]
+                                   [--out PATH] [--cpu-reference PATH]
 
 Settings: configs/mini_real.yaml (mpnas_small, 36 px images, 32 px crops, search batch 16/domain with 2x reward
 images, training batch 32/domain) and the same with every batch x4. Without --data it writes random uint8 images in
@@ -11,6 +12,10 @@ Search steps start after the RL delay; training steps run the merged model of on
 uniform controller (seeded). Each phase runs warm-up steps, then timed steps until `--steps` or its share of
 `--budget-s` is used (at least one timed step), synchronising the device around the timed loop; phases left when the
 budget is spent are reported as skipped, so a slow path cannot overrun: at most 4 minutes with the default budget.
+
+The CUDA path of docs/gpu.md is what runs: --bucket-shapes sets search.bucket_shapes (grouped calls padded to a few
+fixed batch sizes) and --device-data sets data.device_resident (arrays uploaded once, augmentation on the device);
+both default to auto, which is on on CUDA and off on the CPU. The JSON records what each phase resolved them to.
 
 Kernel share (1x settings, 2 steps under torch.profiler): on CUDA the summed kernel time over the wall time (the
 rest is the GPU waiting for the host: Python, launches, synchronisations); on the CPU the summed self time of
@@ -84,6 +89,12 @@ def base_config(tiny: bool):
     return cfg.model_copy(update={"data": data})
 
 
+def with_gpu_options(cfg, bucket_shapes: str, device_data: str):
+    """The config with search.bucket_shapes and data.device_resident set (docs/gpu.md)."""
+    return cfg.model_copy(update={"search": cfg.search.model_copy(update={"bucket_shapes": bucket_shapes}),
+                                  "data": cfg.data.model_copy(update={"device_resident": device_data})})
+
+
 def scaled(cfg, k: int):
     """The config with the search and training batches x k (the reward batch follows via its multiplier)."""
     return cfg.model_copy(update={"search": cfg.search.model_copy(update={"batch_size": cfg.search.batch_size * k}),
@@ -100,6 +111,8 @@ def search_step_fn(cfg, ds, device: torch.device) -> Callable[[], None]:
     def step() -> None:
         engine.run_step()
         engine.step = min(engine.step + 1, engine.total - 1)
+    step.resolved = {"bucket_shapes": engine.bucket,  # type: ignore[attr-defined]
+                     "device_resident": engine.train_loader.kind == "device_resident"}
     return step
 
 
@@ -113,7 +126,11 @@ def train_step_fn(cfg, ds, device: torch.device) -> Callable[[], None]:
     genotypes = {d: controller.genotype(controller.sample(rng, 1)[0]) for d in domains}
     model = build_model(cfg, ds, genotypes, domains).to(device)
     run = _Run(cfg, ds, model, domains, device)
-    return run.train_step
+
+    def step() -> None:
+        run.train_step()
+    step.resolved = {"device_resident": run.loader.kind == "device_resident"}  # type: ignore[attr-defined]
+    return step
 
 
 def _sync(device: torch.device) -> None:
@@ -188,6 +205,9 @@ def speedups(result: dict, reference: Optional[dict]) -> tuple[dict, Optional[st
 def render(r: dict) -> str:
     lines = [f"device: {r['device']}  torch {r['torch']}  threads {r['torch_threads']}  cudnn "
              f"{r['cudnn_enabled']}  data: {r['data']}  budget {r['budget_s']} s, took {r['wall_s']:.0f} s"]
+    used = {k: v for p in r["phases"].values() for k, v in p.get("resolved", {}).items()}
+    lines.append(f"  bucket_shapes {r['bucket_shapes']} -> {'on' if used.get('bucket_shapes') else 'off'}, "
+                 f"device data {r['device_data']} -> {'on' if used.get('device_resident') else 'off'}")
     for key, p in r["phases"].items():
         if p.get("skipped"):
             lines.append(f"  {key:9s} skipped: {p['skipped']}")
@@ -213,6 +233,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--tiny", action="store_true", help="the smoke config's tiny space, 2 domains, batch 4: seconds "
                                                        "on a CPU, to test the benchmark itself")
     p.add_argument("--cudnn", choices=("on", "off"), default="on", help="torch.backends.cudnn.enabled")
+    p.add_argument("--bucket-shapes", choices=("auto", "on", "off"), default="auto",
+                   help="search.bucket_shapes: pad grouped search calls to fixed sizes (auto: on CUDA)")
+    p.add_argument("--device-data", choices=("auto", "on", "off"), default="auto",
+                   help="data.device_resident: upload the arrays once, augment on the device (auto: on CUDA)")
     p.add_argument("--out", help="JSON output (default: benchmarks/gpu.json on CUDA, benchmarks/cpu_steps.json on "
                                  "the CPU, none with --tiny)")
     p.add_argument("--cpu-reference", default=str(CPU_JSON), help="CPU figures to divide by")
@@ -228,7 +252,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch.backends.cudnn.enabled = args.cudnn == "on"
     warmup = 1 if args.tiny else args.warmup
     steps = min(args.steps, 3) if args.tiny else args.steps
-    cfg = base_config(args.tiny)
+    cfg = with_gpu_options(base_config(args.tiny), args.bucket_shapes, args.device_data)
     with tempfile.TemporaryDirectory(prefix="mpnas-bench-gpu-") as tmp:
         if args.data:
             data, label = Path(args.data), str(args.data)
@@ -253,7 +277,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 phases[key] = {"skipped": "budget spent", "settings": settings}
                 continue
             step = (search_step_fn if kind == "search" else train_step_fn)(c, ds, device)
-            phases[key] = {**rate(step, device, warmup, steps, left / (len(plan) - i + 0.5)), "settings": settings}
+            phases[key] = {**rate(step, device, warmup, steps, left / (len(plan) - i + 0.5)), "settings": settings,
+                           "resolved": step.resolved}
             if k == 1:
                 shares[kind] = kernel_share(step, device, 1 if args.tiny else 2)
             del step
@@ -270,7 +295,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               "search_speedup_vs_cpu": None, "train_speedup_vs_cpu": None,
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "load_average_1min": os.getloadavg()[0], "cudnn_enabled": torch.backends.cudnn.enabled,
-              "tiny": args.tiny, "data": label, "budget_s": args.budget_s, "phases": phases, "kernel_share": shares}
+              "tiny": args.tiny, "data": label, "bucket_shapes": args.bucket_shapes, "device_data": args.device_data,
+              "budget_s": args.budget_s, "phases": phases, "kernel_share": shares}
     result["speedup_vs_cpu"], result["speedup_note"] = speedups(result, reference)
     result["search_speedup_vs_cpu"] = result["speedup_vs_cpu"].get("search_x1")
     result["train_speedup_vs_cpu"] = result["speedup_vs_cpu"].get("train_x1")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from mpnas import distributed
 from mpnas.config import MpnasConfig, config_to_yaml, resolve_device
-from mpnas.data.loading import MultiDomainLoader
+from mpnas.data.device import make_loader
 from mpnas.data.prepared import PreparedDataset
 from mpnas.evaluation.metrics import split_accuracy
 from mpnas.loop import (OnLog, build_optimizer, decay_groups, format_duration, rng_states, seed_everything,
@@ -101,8 +101,8 @@ class _Run:
         tc = cfg.train
         self.cfg, self.ds, self.model, self.domains, self.device = cfg, ds, model, domains, device
         # under torchrun each rank draws its own batch_size per domain (global batch = world size x batch_size)
-        self.loader = MultiDomainLoader(ds, domains, "train", tc.batch_size, cfg.data,
-                                        seed=cfg.seed + distributed.current().rank, device=device)
+        self.loader = make_loader(ds, domains, "train", tc.batch_size, cfg.data,  # data.device_resident
+                                  seed=cfg.seed + distributed.current().rank, device=device)
         self.weighting = build_weighting(tc.loss_weighting, domains, tc.steps, model.num_classes)
         # weights act on shared parameters only (mpnas/weighting.py): each domain's own parameters, to unscale
         self.exclusive = (model.exclusive_parameters()

@@ -14,11 +14,13 @@ RUN = ("import runpy, sys; sys.modules['zenml'] = sys.modules['mlflow'] = None; 
        "runpy.run_module('benchmarks.bench_gpu', run_name='__main__')")
 
 
-def test_tiny_run_on_cpu_writes_every_key_without_zenml_or_mlflow(tmp_path):
+@pytest.mark.parametrize("options", [[], ["--bucket-shapes", "on", "--device-data", "on"]])
+def test_tiny_run_on_cpu_writes_every_key_without_zenml_or_mlflow(tmp_path, options):
+    """Default (auto: the CPU path) and with the CUDA path's options forced on (docs/gpu.md)."""
     out = tmp_path / "gpu.json"
     reference = tmp_path / "cpu_steps.json"
     proc = subprocess.run([sys.executable, "-c", RUN, "bench_gpu", "--tiny", "--device", "cpu", "--out", str(out),
-                           "--cpu-reference", str(reference)],
+                           "--cpu-reference", str(reference), *options],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -28,6 +30,10 @@ def test_tiny_run_on_cpu_writes_every_key_without_zenml_or_mlflow(tmp_path):
     for key in ("search_x1", "train_x1", "search_x4", "train_x4"):
         phase = r["phases"][key]
         assert phase["timed_steps"] >= 1 and phase["steps_per_s"] == pytest.approx(1 / phase["s_per_step"])
+    forced = bool(options)
+    for key, phase in r["phases"].items():
+        assert phase["resolved"]["device_resident"] is forced, key
+        assert phase["resolved"].get("bucket_shapes", forced) is forced, key
     settings = {key: phase["settings"] for key, phase in r["phases"].items()}
     assert settings["search_x4"]["search_batch"] == 4 * settings["search_x1"]["search_batch"]
     assert settings["train_x4"]["train_batch"] == 4 * settings["train_x1"]["train_batch"]

@@ -26,19 +26,19 @@ DOMAINS = {"pets": 40, "svhn": 24}
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory) -> PreparedDataset:
-    """Random uint8 images (every crop of every image is distinct), 3 classes per domain, train and searchval."""
+    """Random uint8 images (every crop of every image is distinct), 3 classes per domain, three labelled splits."""
     root = tmp_path_factory.mktemp("resident") / "ds"
     rng = np.random.default_rng(0)
     with atomic_dir(root) as tmp:
         doms = {}
         for name, n in DOMAINS.items():
-            for split in ("train", "searchval"):
+            for split in ("train", "searchval", "val"):
                 x = rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)
                 write_split(tmp, name, split, x, np.arange(n) % 3)
                 if split == "train":
                     mean, std = channel_stats(x)
-            doms[name] = {"classes": ["a", "b", "c"], "splits": {"train": n, "searchval": n},
-                          "labeled": {"train": True, "searchval": True}, "mean": mean, "std": std}
+            doms[name] = {"classes": ["a", "b", "c"], "splits": {"train": n, "searchval": n, "val": n},
+                          "labeled": {"train": True, "searchval": True, "val": True}, "mean": mean, "std": std}
         write_meta(tmp, SIZE, "test", doms)
     return PreparedDataset(root)
 
@@ -233,3 +233,32 @@ def test_search_runs_and_resumes_with_device_resident_data(tiny_config, ds, tmp_
     assert engine_loaders == [DeviceResidentLoader]
     pd.testing.assert_frame_equal(resumed.history, full.history)
     assert resumed.genotypes == full.genotypes
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_training_resumes_with_device_resident_data(tiny_config, ds, tmp_path):
+    """mpnas train on the device-resident loader: a crashed run resumes bit for bit; the host loader is refused."""
+    from mpnas.space import SearchSpace
+    from mpnas.training.trainer import train_model
+
+    sets = ["data.size=12", "data.crop=8", "train.batch_size=4", "train.steps=6", "train.eval_every=3",
+            "train.checkpoint_every=2", "train.log_every=2"]
+    cfg = tiny_config(*sets, "data.device_resident=on")
+    ref = SearchSpace.from_config(cfg.space, cfg.data.crop).reference_genotype()
+    genotypes = {d: ref for d in DOMAINS}
+    full = train_model(cfg, ds.root, genotypes, tmp_path / "full", progress=False)
+
+    def crash_at_4(step, metrics):
+        if step == 4:
+            raise _Crash
+    with pytest.raises(_Crash):
+        train_model(cfg, ds.root, genotypes, tmp_path / "cut", progress=False, on_log=crash_at_4)
+    with pytest.raises(ValueError, match="data.device_resident"):
+        train_model(tiny_config(*sets), ds.root, genotypes, tmp_path / "cut", resume=True, progress=False)
+    resumed = train_model(cfg, ds.root, genotypes, tmp_path / "cut", resume=True, progress=False)
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    pd.testing.assert_frame_equal(full.history, resumed.history)
