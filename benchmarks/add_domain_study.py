@@ -220,6 +220,42 @@ def summarize(args: argparse.Namespace, rows: list[dict], reference: Optional[di
     return doc
 
 
+def _pct(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def _pm(s: Optional[dict], scale: float = 1.0, digits: int = 1) -> str:
+    if not s:
+        return "n/a"
+    std = "" if s["std"] is None else f" ± {scale * s['std']:.{digits}f}"
+    return f"{scale * s['mean']:.{digits}f}{std}"
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """The RESULTS.md table: one row per seed and the mean ± sample std (percent, seconds, ratios)."""
+    d = doc["held_out"]
+    lines = [f"| seed | {d} grown % | reference % | difference (points) | kept domains' logits identical "
+             "| added params / parent | add-domain wall s | parent search+train wall s | wall ratio | CPU ratio "
+             "| wall / reference |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(doc["per_seed"]):
+        ref = doc["reference_top1_test"]["values"][i] if doc["reference_top1_test"] else None
+        vs_ref = doc["wall_ratio_vs_reference"]["values"][i] if doc["wall_ratio_vs_reference"] else None
+        same = all(r["logits_identical_all_test"].values())
+        cells = [str(r["seed"]), _pct(r["top1_test"]), _pct(ref),
+                 "n/a" if ref is None else f"{100 * (r['top1_test'] - ref):+.1f}",
+                 f"{'yes' if same else 'NO'} ({len(r['logits_identical_all_test'])} domains)",
+                 _pct(r["added_params_ratio"]) + "%", f"{r['wall_s']['add']:.0f}", f"{r['wall_s']['parent']:.0f}",
+                 _pct(r["wall_ratio"]) + "%", _pct(r.get("cpu_ratio")) + "%", _pct(vs_ref) + "%"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"| **mean ± std** | **{_pm(doc['top1_test'], 100)}** | {_pm(doc['reference_top1_test'], 100)} | "
+                 f"**{_pm(doc['difference_points'])}** | {'yes' if doc['logits_identical'] else 'NO'} | "
+                 f"{_pm(doc['added_params_ratio'], 100)}% | {_pm(doc['wall_s'].get('add'), 1, 0)} | "
+                 f"{_pm(doc['wall_s'].get('parent'), 1, 0)} | {_pm(doc['wall_ratio'], 100)}% | "
+                 f"{_pm(doc.get('cpu_ratio'), 100)}% | {_pm(doc['wall_ratio_vs_reference'], 100)}% |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     say = (lambda m: print(m, flush=True))
@@ -243,6 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{100 * r['added_params_ratio']:.1f}%, wall {r['wall_s']['add']:.0f} s vs {r['wall_s']['parent']:.0f} s "
             f"({100 * r['wall_ratio']:.1f}%), CPU {100 * (r['cpu_ratio'] or float('nan')):.1f}%; wrote {args.out}")
     say(f"met: {json.dumps(doc['met'])}")
+    say(render_markdown(doc))
     return 0
 
 

@@ -115,3 +115,15 @@ def test_help_names_every_option(capsys):
     for flag in ("--config", "--set", "--data", "--held-out", "--seeds", "--study-dir", "--out", "--reference",
                  "--reference-method", "--reference-runs", "--quiet"):
         assert flag in out
+
+
+def test_markdown_table_has_a_row_per_seed_and_the_mean(ran):
+    root, _, _ = ran
+    doc = json.loads((root / "out.json").read_text())
+    table = study.render_markdown(doc).splitlines()
+    assert len(table) == 2 + len(doc["per_seed"]) + 1
+    for line, row in zip(table[2:], doc["per_seed"]):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == str(row["seed"]) and cells[1] == f"{100 * row['top1_test']:.1f}"
+        assert cells[4].startswith("yes")
+    assert table[-1].startswith("| **mean ± std** |") and f"{100 * doc['top1_test']['mean']:.1f} ± " in table[-1]
