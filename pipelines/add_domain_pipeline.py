@@ -12,10 +12,11 @@ from typing import Optional
 
 from zenml import pipeline
 
-from pipelines.config import resolve_config, sections
+from pipelines.config import resolve_config
 from pipelines.mpnas_pipeline import MODEL
 from pipelines.stack import active_tracking_uri, ensure_experiment
 from steps.add_domain import add_domain, describe_parent, parent_artifact, register_added
+from steps.contracts import AddDomainSections, DataSections, EvalSections
 from steps.evaluate import evaluate
 from steps.ingest import ingest
 
@@ -32,9 +33,9 @@ def add_domain_pipeline(domain: str = "", parent: str = "production", config: Op
     ensure_experiment("add_domain_pipeline", active_tracking_uri())
     ws = str(Path(workspace).resolve())
     parent_info = describe_parent(version=parent)
-    dataset = ingest(config=sections(cfg, "data"), workspace=ws)
-    model = add_domain(config=sections(cfg, "data", "search", "train"), dataset=dataset,
+    dataset = ingest(config=DataSections.of(cfg), workspace=ws)
+    model = add_domain(config=AddDomainSections.of(cfg), dataset=dataset,
                        parent=parent_artifact(parent), parent_info=parent_info, domain=domain, workspace=ws)
-    eval_cfg = sections(cfg, "data", "evaluate")
+    eval_cfg = EvalSections.of(cfg)
     evaluate(config=eval_cfg, dataset=dataset, model=model, workspace=ws, method="add_domain")
     register_added(config=eval_cfg, dataset=dataset, model=model, parent_info=parent_info, domain=domain)

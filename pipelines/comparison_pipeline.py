@@ -29,9 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from zenml import get_pipeline_context, pipeline
 
 from mpnas.config import ConfigError, MpnasConfig
-from pipelines.config import resolve_config, run_config_path, sections
+from pipelines.config import resolve_config, run_config_path
 from pipelines.stack import active_tracking_uri, ensure_experiment
 from steps.compare import compare
+from steps.contracts import DataSections, EvalSections, SearchSections, TrainSections
 from steps.evaluate import evaluate
 from steps.ingest import balance, ingest
 from steps.search import search
@@ -84,7 +85,7 @@ def resolve_seeds(seeds: Optional[list[int]], extra: Optional[dict[str, Any]], d
         raise ConfigError("\n".join(lines)) from None
 
 
-def method_configs(cfg: MpnasConfig) -> tuple[dict[str, dict], dict[str, dict]]:
+def method_configs(cfg: MpnasConfig) -> tuple[dict[str, SearchSections], dict[str, TrainSections]]:
     """(search variant -> search sections, training variant -> train sections) for one seed's config."""
     searches = {}
     for variant, (mode, null) in SEARCHES.items():
@@ -92,15 +93,14 @@ def method_configs(cfg: MpnasConfig) -> tuple[dict[str, dict], dict[str, dict]]:
         update = {"mode": mode, "null_control": null}
         if mode != "multi_path":  # the baselines search as the paper does: tying and marginal cost are multi_path's
             update |= {"tying": c.search.tying.model_copy(update={"prior": "none"}), "cost_scope": "path"}
-        c.search = c.search.model_copy(update=update)  # validated again in the step
-        searches[variant] = sections(c, "data", "space", "search")
+        c.search = c.search.model_copy(update=update)  # validated again where the step receives it
+        searches[variant] = SearchSections.of(c)
     uniform = cfg.model_copy(deep=True)
     uniform.train.loss_weighting = uniform.train.loss_weighting.model_copy(update={"name": "uniform"})
     affine = cfg.model_copy(deep=True)
     affine.train = affine.train.model_copy(update={"bn_mode": "per_domain_affine"})
-    trains = {"configured": sections(cfg, "data", "space", "train", "evaluate"),
-              "uniform": sections(uniform, "data", "space", "train", "evaluate"),
-              "per_domain_affine": sections(affine, "data", "space", "train", "evaluate")}
+    trains = {"configured": TrainSections.of(cfg), "uniform": TrainSections.of(uniform),
+              "per_domain_affine": TrainSections.of(affine)}
     return searches, trains
 
 
@@ -112,9 +112,10 @@ def comparison_pipeline(config: Optional[dict] = None, config_path: Optional[str
     seed_list = resolve_seeds(seeds, get_pipeline_context().extra, cfg.seed, run_config_path() or "<run config>")
     ensure_experiment("comparison_pipeline", active_tracking_uri())
     ws = str(Path(workspace).resolve())
-    dataset = ingest(config=sections(cfg, "data"), workspace=ws)
-    plan = balance(config=sections(cfg, "data"), dataset=dataset)
-    eval_cfg = sections(cfg, "data", "evaluate")
+    data_cfg = DataSections.of(cfg)
+    dataset = ingest(config=data_cfg, workspace=ws)
+    plan = balance(config=data_cfg, dataset=dataset)
+    eval_cfg = EvalSections.of(cfg)
 
     metrics, labels, run_seeds = [], [], []
     for seed in seed_list:

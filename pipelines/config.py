@@ -76,12 +76,6 @@ def resolve_config(config: Optional[dict[str, Any]] = None, config_path: Optiona
         raise ConfigError(msg.replace("\n  ", "\n  parameters.config.")) from None
 
 
-def sections(cfg: MpnasConfig, *names: str) -> dict[str, Any]:
-    """The JSON dump of some sections (+ name and seed): steps get only what they use, so caching stays precise."""
-    dump = cfg.model_dump(mode="json")
-    return {k: dump[k] for k in ("name", "seed", *names)}
-
-
 def read_run_config(path: str | Path) -> dict[str, Any]:
     """The mpnas mapping inside a run-config file (for `mpnas` CLI tools that read configs/*.yaml)."""
     path = Path(path)

@@ -11,9 +11,10 @@ from typing import Optional
 
 from zenml import pipeline
 
-from pipelines.config import resolve_config, sections
+from pipelines.config import resolve_config
 from pipelines.mpnas_pipeline import MODEL
 from pipelines.stack import active_tracking_uri, ensure_experiment
+from steps.contracts import DataSections, EvalSections, TrainSections
 from steps.evaluate import evaluate
 from steps.ingest import balance, ingest
 from steps.registry import production_architecture, promote
@@ -26,11 +27,11 @@ def retrain_pipeline(config: Optional[dict] = None, config_path: Optional[str] =
     cfg = resolve_config(config, config_path, overrides)
     ensure_experiment("retrain_pipeline", active_tracking_uri())
     ws = str(Path(workspace).resolve())
-    dataset = ingest(config=sections(cfg, "data"), workspace=ws)
-    plan = balance(config=sections(cfg, "data"), dataset=dataset)
+    data_cfg = DataSections.of(cfg)
+    dataset = ingest(config=data_cfg, workspace=ws)
+    plan = balance(config=data_cfg, dataset=dataset)
     genotypes, production = production_architecture(after=[plan])
-    model = train(config=sections(cfg, "data", "space", "train", "evaluate"), dataset=dataset, genotypes=genotypes,
-                  workspace=ws, method="retrain")
-    eval_cfg = sections(cfg, "data", "evaluate")
+    model = train(config=TrainSections.of(cfg), dataset=dataset, genotypes=genotypes, workspace=ws, method="retrain")
+    eval_cfg = EvalSections.of(cfg)
     evaluate(config=eval_cfg, dataset=dataset, model=model, workspace=ws, method="retrain")
     promote(config=eval_cfg, dataset=dataset, model=model, production=production, tolerance=tolerance)

@@ -10,9 +10,10 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 
 from steps import tracking
-from steps._support import TRACKER, rebuild
+from steps._support import TRACKER
 from steps.artifacts import ModelDir
-from steps.registry import MODEL_NAME, log_mlflow_model, mean_val_top1
+from steps.contracts import AddDomainSections, DatasetRef, EvalSections, ModelVersionRef
+from steps.registry import MODEL_NAME, log_mlflow_model, mean_val_top1, model_version_ref
 from steps.workdirs import keyed_dir
 
 
@@ -23,35 +24,27 @@ def parent_artifact(version: str = "production", model_name: str = MODEL_NAME):
 
 
 @step(enable_cache=False)
-def describe_parent(version: str = "production", model_name: str = MODEL_NAME) -> Annotated[dict, "parent_info"]:
+def describe_parent(version: str = "production", model_name: str = MODEL_NAME
+                    ) -> Annotated[ModelVersionRef, "parent_info"]:
     """Name, number and ids of the parent model version (a stage name or a number), for the child's lineage."""
-    try:
-        mv = Client().get_model_version(model_name, version)
-    except KeyError:
-        raise RuntimeError(f"no `{model_name}` model version {version!r}: run mpnas_pipeline first, or pass "
-                           f"parent=<stage or number>") from None
-    art = mv.get_artifact("model")
-    if art is None:
-        raise RuntimeError(f"model version {model_name}:{mv.number} has no `model` artifact")
-    return {"model": model_name, "version": str(mv.number), "version_id": str(mv.id),
-            "model_artifact_id": str(art.id)}
+    ref, _ = model_version_ref(version, model_name, hint="run mpnas_pipeline first, or pass parent=<stage or number>")
+    return ref
 
 
 @step(experiment_tracker=TRACKER)
-def add_domain(config: dict, dataset: dict, parent: ModelDir, parent_info: dict, domain: str,
-               workspace: str) -> Annotated[ModelDir, "model"]:
+def add_domain(config: AddDomainSections, dataset: DatasetRef, parent: ModelDir, parent_info: ModelVersionRef,
+               domain: str, workspace: str) -> Annotated[ModelDir, "model"]:
     """Search, grow and train the new domain over the parent; resumable through its keyed work dir. Search and
     training curves go to MLflow under add_domain/search/ and add_domain/train/, what was added under
     add_domain/summary/ (and add_domain.json as an artifact)."""
     from mpnas.extend import add_domain as add_domain_to_model
 
-    cfg = rebuild(config)
-    out = keyed_dir(workspace, "add_domain", cfg.model_dump(mode="json"), parent_info["model_artifact_id"], domain,
-                    dataset["content_hash"])
+    cfg = config.full()
+    out = keyed_dir(workspace, "add_domain", cfg.model_dump(mode="json"), parent_info.model_artifact_id, domain,
+                    dataset.content_hash)
     tracking.log_config(cfg, "add_domain")
-    tracking.set_tags({"method": "add_domain", "added_domain": domain,
-                       "parent_model_version": f"{parent_info['model']}:{parent_info['version']}"})
-    result = add_domain_to_model(cfg, parent.path, dataset["path"], domain, out, resume=True, log=print,
+    tracking.set_tags({"method": "add_domain", "added_domain": domain, "parent_model_version": parent_info.label})
+    result = add_domain_to_model(cfg, parent.path, dataset.path, domain, out, resume=True, log=print,
                                  on_log=lambda phase, k, m: tracking.log_metrics(m, k, f"add_domain/{phase}/"))
     s = result.summary
     added = {"added_parameters": s["added_parameters"], "added_fraction": s["added_fraction"],
@@ -69,17 +62,16 @@ def add_domain(config: dict, dataset: dict, parent: ModelDir, parent_info: dict,
 
 
 @step(enable_cache=False, experiment_tracker=TRACKER)
-def register_added(config: dict, dataset: dict, model: ModelDir, parent_info: dict, domain: str
-                   ) -> Annotated[dict, "registration"]:
+def register_added(config: EvalSections, dataset: DatasetRef, model: ModelDir, parent_info: ModelVersionRef,
+                   domain: str) -> Annotated[dict, "registration"]:
     """This run's `mpnas` model version (staging): metrics, and lineage to the parent version and the data version."""
     mv = get_step_context().model_version
     mean, per = mean_val_top1(model, dataset, config)
     added = model.architecture().get("added_domain", {})
     mlflow_model = log_mlflow_model(model, None, dataset, mv, mean, per, {})
-    lineage = {"parent_model_version": f"{parent_info['model']}:{parent_info['version']}",
-               "parent_model_version_id": parent_info["version_id"],
-               "parent_model_artifact_id": parent_info["model_artifact_id"],
-               "data_content_hash": dataset["content_hash"], "dvc_md5": str(dataset.get("dvc_md5")),
+    lineage = {"parent_model_version": parent_info.label, "parent_model_version_id": parent_info.version_id,
+               "parent_model_artifact_id": parent_info.model_artifact_id,
+               "data_content_hash": dataset.content_hash, "dvc_md5": str(dataset.dvc_md5),
                "added_domain": domain, "new_nodes": ", ".join(added.get("new_nodes", [])) or "none",
                "added_parameters": added.get("added_parameters")}
     log_metadata(metadata={"mean_top1_val": mean, "top1_val": per, "lineage": lineage, **mlflow_model},

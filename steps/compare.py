@@ -12,13 +12,14 @@ from mpnas.evaluation.comparison import accuracy_cost_figure, aggregate_seeds, c
 from mpnas.evaluation.comparison import comparison_markdown as summary_markdown
 from steps import tracking
 from steps._support import TRACKER
+from steps.contracts import DatasetRef
 from steps.report import write_report
 from steps.workdirs import current_run_name
 
 
-COLUMNS = (("mean top-1 (test)", "mean_top1_test"), ("std over seeds", "std_top1_test"), ("mean top-1 (val)", "mean_top1_val"),
-           ("decathlon score", "decathlon_score"), ("params", "params_total"), ("FLOPs (union)", "flops_union"),
-           ("Jaccard (mean)", "jaccard_mean_off_diagonal"))
+COLUMNS = (("mean top-1 (test)", "mean_top1_test"), ("std over seeds", "std_top1_test"),
+           ("mean top-1 (val)", "mean_top1_val"), ("decathlon score", "decathlon_score"), ("params", "params_total"),
+           ("FLOPs (union)", "flops_union"), ("Jaccard (mean)", "jaccard_mean_off_diagonal"))
 
 
 def _cell(v: Any) -> str:
@@ -48,26 +49,25 @@ def group_runs(metrics: list[dict], methods: list[str], seeds: list[int]) -> dic
 
 
 @step(experiment_tracker=TRACKER)
-def compare(dataset: dict, reports_root: str, metrics: list[dict], methods: list[str], seeds: list[int]
+def compare(dataset: DatasetRef, reports_root: str, metrics: list[dict], methods: list[str], seeds: list[int]
             ) -> Annotated[dict, "comparison"]:
     """{"methods": {name: mean over seeds + runs}, "summary", "seeds"} plus comparison.md, written to reports/<run>/
     and logged to MLflow."""
     table = {name: aggregate_seeds(runs) for name, runs in group_runs(metrics, methods, seeds).items()}
     summary = compare_methods(table)
-    result = {"methods": table, "summary": summary, "seeds": sorted(set(seeds)),
-              "data": {"path": dataset["path"], "content_hash": dataset["content_hash"],
-                       "dvc_md5": dataset.get("dvc_md5")}}
-    md = (f"# Method comparison (data `{dataset['content_hash'][:16]}`, seeds {', '.join(map(str, result['seeds']))})"
+    result = {"methods": table, "summary": summary, "seeds": sorted(set(seeds)), "data": dataset.version()}
+    md = (f"# Method comparison (data `{dataset.content_hash[:16]}`, seeds {', '.join(map(str, result['seeds']))})"
           f"\n\n" + comparison_markdown(table) + "\n"
           + summary_markdown(summary) + "\n![accuracy against cost](figures/accuracy_vs_cost.png)\n")
     with tempfile.TemporaryDirectory() as figs:
         accuracy_cost_figure(summary, Path(figs) / "accuracy_vs_cost.png")
         out = write_report(reports_root, current_run_name(), files={"comparison.md": md, "report.md": md},
                            extra_dirs={"figures": Path(figs)},
-                           json_files={"comparison.json": result, "data_version.json": dataset}, latest=False)
+                           json_files={"comparison.json": result, "data_version.json": dataset.model_dump(mode="json")},
+                           latest=False)
     for name, entry in table.items():
         tracking.log_metrics({k: v for k, v in entry.items() if k != "runs"}, prefix=f"compare/{name}/")
-    tracking.set_tags({"method": "comparison", "dataset": dataset["path"].rsplit("/", 1)[-1],
-                       "data_hash": dataset["content_hash"][:16], "git_commit": tracking.git_commit()})
+    tracking.set_tags({"method": "comparison", "dataset": dataset.name, "data_hash": dataset.content_hash[:16],
+                       "git_commit": tracking.git_commit()})
     tracking.log_dir(out, "report")
     return result

@@ -11,11 +11,12 @@ from typing import Annotated, Optional
 
 from zenml import step
 
-from mpnas.config import config_to_yaml
+from mpnas.config import MpnasConfig, config_to_yaml
 from mpnas.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 from steps import tracking
-from steps._support import TRACKER, rebuild
+from steps._support import TRACKER
 from steps.artifacts import EvalDir, ExportDir, ModelDir
+from steps.contracts import DatasetRef
 from steps.workdirs import current_run_name
 
 FIGURE_SUFFIXES = (".png", ".svg")
@@ -57,24 +58,24 @@ def write_report(reports_root: str | Path, run_name: str, files: dict[str, str],
     return final
 
 
-def _markdown(run_name: str, method: str, dataset: dict, eval_report: str, sharing: Optional[dict],
+def _markdown(run_name: str, method: str, dataset: DatasetRef, eval_report: str, sharing: Optional[dict],
               export_manifest: Optional[dict], commit: str) -> str:
     lines = [f"# mpnas run `{run_name}`", "", f"- method: `{method}`",
-             f"- data: `{dataset['path']}` (content hash `{dataset['content_hash'][:16]}`, "
-             f"dvc md5 `{dataset.get('dvc_md5')}`)", f"- code commit: `{commit}`", ""]
+             f"- data: `{dataset.path}` (content hash `{dataset.content_hash[:16]}`, dvc md5 `{dataset.dvc_md5}`)",
+             f"- code commit: `{commit}`", ""]
     if sharing:
         lines += ["## Merged model: node sharing", "", sharing.get("markdown", ""), ""]
     lines += ["## Evaluation", "", eval_report, ""]
     if export_manifest is not None:
-        lines += ["## Mobile export", "", "See `export/manifest.json` and `export/export_report.md` (formats, files, parity, latency).", ""]
+        lines += ["## Mobile export", "",
+                  "See `export/manifest.json` and `export/export_report.md` (formats, files, parity, latency).", ""]
     return "\n".join(lines)
 
 
 @step(experiment_tracker=TRACKER)
-def report(config: dict, dataset: dict, sharing: dict, model: ModelDir, evaluation: EvalDir,
+def report(config: MpnasConfig, dataset: DatasetRef, sharing: dict, model: ModelDir, evaluation: EvalDir,
            mobile_export: ExportDir, reports_root: str, method: str = "mpnas") -> Annotated[str, "report_dir"]:
     """Collect this run's outputs into reports/<run name>/ and log them (and the comparable tags) to MLflow."""
-    cfg = rebuild(config)
     run_name = current_run_name()
     commit = tracking.git_commit()
     manifest_path = mobile_export.file("manifest.json")
@@ -83,14 +84,14 @@ def report(config: dict, dataset: dict, sharing: dict, model: ModelDir, evaluati
     out = write_report(
         reports_root, run_name,
         files={"report.md": _markdown(run_name, method, dataset, eval_md, sharing, manifest, commit),
-               "config.yaml": config_to_yaml(cfg)},
+               "config.yaml": config_to_yaml(config)},
         extra_dirs={"figures": Path(evaluation.path), "export": Path(mobile_export.path)},
-        json_files={"metrics.json": evaluation.metrics(), "data_version.json": dataset,
+        json_files={"metrics.json": evaluation.metrics(), "data_version.json": dataset.model_dump(mode="json"),
                     "architecture.json": model.architecture(), "sharing.json": sharing})
     # cached steps log nothing to this run's MLflow run: the report always carries the config and the headline metrics
-    tracking.log_config(cfg, "report")
+    tracking.log_config(config, "report")
     tracking.log_metrics(evaluation.metrics(), prefix=f"eval/{method}/")
-    tracking.set_tags({"method": method, "dataset": Path(dataset["path"]).name,
-                       "data_hash": dataset["content_hash"][:16], "git_commit": commit})
+    tracking.set_tags({"method": method, "dataset": dataset.name, "data_hash": dataset.content_hash[:16],
+                       "git_commit": commit})
     tracking.log_dir(out, "report")
     return str(out)

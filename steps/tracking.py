@@ -12,6 +12,7 @@ import mlflow
 
 from mpnas.config import MpnasConfig, flatten
 from mpnas.loop import OnLog
+from steps.contracts import DatasetRef
 
 ROOT = Path(__file__).resolve().parents[1]
 _MAX_PARAM = 500  # MLflow's param value limit is 6000 chars; long lists are truncated for display only
@@ -102,7 +103,7 @@ def run_id() -> Optional[str]:
 DIGEST_CHARS = 32  # MLflow caps a dataset digest at 36 characters: the first 32 hex digits of the content hash
 
 
-def dataset_input(dataset: dict) -> "mlflow.data.dataset.Dataset":
+def dataset_input(dataset: DatasetRef) -> "mlflow.data.dataset.Dataset":
     """The prepared data as an MLflow dataset: name = its directory, digest = its content hash, source = the DVC
     stage and md5 that produced it, profile = the per-domain split counts, schema = the image and label arrays."""
     import numpy as np
@@ -111,21 +112,21 @@ def dataset_input(dataset: dict) -> "mlflow.data.dataset.Dataset":
 
     from mpnas.data.prepared import PreparedDataset
 
-    ds = PreparedDataset(dataset["path"])
-    domains = list(dataset.get("domains") or ds.domains)
+    ds = PreparedDataset(dataset.path)
+    domains = list(dataset.domains)
     profile = {"content_hash": ds.content_hash, "image_size": ds.size,
                "domains": {d: {**ds.info(d).split_sizes, "classes": ds.num_classes(d)} for d in domains},
                "images": sum(sum(ds.info(d).split_sizes.values()) for d in domains)}
     schema = TensorDatasetSchema(
         features=Schema([TensorSpec(np.dtype("uint8"), (-1, ds.size, ds.size, 3), "image")]),
         targets=Schema([TensorSpec(np.dtype("int64"), (-1,), "label")]))
-    source = DvcStageSource(stage=str(dataset.get("dvc_stage")), md5=str(dataset.get("dvc_md5")),
-                            path=str(dataset["path"]), lock=str(dataset.get("dvc_lock", "")))
-    return PreparedData(source=source, name=Path(dataset["path"]).name,
+    source = DvcStageSource(stage=str(dataset.dvc_stage), md5=str(dataset.dvc_md5), path=dataset.path,
+                            lock=dataset.dvc_lock or "")
+    return PreparedData(source=source, name=dataset.name,
                         digest=ds.content_hash[:DIGEST_CHARS], schema=schema, profile=profile)
 
 
-def log_dataset(dataset: dict, context: str = "training") -> None:
+def log_dataset(dataset: DatasetRef, context: str = "training") -> None:
     """Log the prepared data as this run's dataset input (MLflow keeps one entry per dataset and run)."""
     if active():
         mlflow.log_input(dataset_input(dataset), context=context)
@@ -187,7 +188,7 @@ DvcStageSource, PreparedData = _dataset_classes()
 LOGGED_MODEL_NAME = "mpnas"
 
 
-def log_model(model_dir: str | Path, export_dir: Optional[str | Path], dataset: dict,
+def log_model(model_dir: str | Path, export_dir: Optional[str | Path], dataset: DatasetRef,
               zenml_version: dict[str, str], metrics: dict[str, float]) -> Optional[str]:
     """Log the trained model as an MLflow logged model of the active run; return its model id.
 
@@ -201,8 +202,8 @@ def log_model(model_dir: str | Path, export_dir: Optional[str | Path], dataset: 
 
     from steps.mlflow_model import every_domain_model, export_files, input_example, signature
 
-    net, wrapper = every_domain_model(model_dir, dataset["path"])
-    example = input_example(net, dataset["path"])
+    net, wrapper = every_domain_model(model_dir, dataset.path)
+    example = input_example(net, dataset.path)
     info = mlflow.pytorch.log_model(
         wrapper, name=LOGGED_MODEL_NAME, serialization_format="pt2", input_example=example,
         signature=signature(net, example), extra_files=export_files(export_dir),
@@ -210,7 +211,7 @@ def log_model(model_dir: str | Path, export_dir: Optional[str | Path], dataset: 
         validate_serving_input=False,  # pyfunc serving takes single-output models only (docs/contracts.md)
         tags={f"zenml.{k}": str(v) for k, v in zenml_version.items()},
         params={"domains": ",".join(net.domains), "input_size": str(net.space.input_size),
-                "data_content_hash": str(dataset["content_hash"])})
+                "data_content_hash": dataset.content_hash})
     finite = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     if finite:
         mlflow.log_metrics(finite, model_id=info.model_id, dataset=dataset_input(dataset))

@@ -58,8 +58,10 @@ def _resolve(client: Any, target: str, model: str) -> tuple[Any, Optional[Any]]:
 
 
 def _load(artifact: Any) -> Any:
+    """The artifact's value; a typed step contract (a pydantic model) as its plain JSON data."""
     try:
-        return artifact.load()
+        value = artifact.load()
+        return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
     except Exception as exc:  # noqa: BLE001 - lineage still prints the record when a payload cannot be read
         return f"<unreadable: {exc}>"
 

@@ -33,7 +33,7 @@ def test_add_domain_pipeline_registers_a_child_version(smoke_runs, workspace, ml
     assert child.architecture()["genotypes"].keys() == {*parent_model.genotypes(), "signs"}
 
     dataset = run.steps["ingest"].outputs["dataset"][0].load()
-    ds = PreparedDataset(dataset["path"])
+    ds = PreparedDataset(dataset.path)
     old, new = parent_model.load(), child.load()
     with torch.no_grad():
         for d in old.domains:
@@ -45,7 +45,7 @@ def test_add_domain_pipeline_registers_a_child_version(smoke_runs, workspace, ml
     assert mv.number != parent.number and mv.stage == "staging"
     lineage = mv.run_metadata["lineage"]
     assert lineage["parent_model_version"] == f"mpnas:{parent.number}"
-    assert lineage["data_content_hash"] == dataset["content_hash"] and lineage["added_domain"] == "signs"
+    assert lineage["data_content_hash"] == dataset.content_hash and lineage["added_domain"] == "signs"
 
     mlflow.set_tracking_uri(mlflow_uri)
     runs = mlflow.search_runs(experiment_names=["add_domain_pipeline"], output_format="list")

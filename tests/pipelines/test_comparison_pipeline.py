@@ -53,7 +53,7 @@ def test_comparison_table_over_seeds(smoke_runs, workspace, mlflow_uri):
     null_search = run.steps["search_multi_path_null_seed0"].outputs["search_run"][0].load()
     assert json.loads((Path(null_search.path) / "summary.json").read_text())["null_control"] is True
     for shared in ("multi_head", "fixed"):
-        g = run.steps[f"search_{shared}_seed0"].outputs["genotypes"][0].load()
+        g = run.steps[f"search_{shared}_seed0"].outputs["genotypes"][0].load().root
         assert len({tuple(v) for v in g.values()}) == 1, shared  # one path for every domain
     import mlflow  # the data every method saw: the comparison run's MLflow dataset input
 
@@ -61,7 +61,7 @@ def test_comparison_table_over_seeds(smoke_runs, workspace, mlflow_uri):
     exp = client.get_experiment_by_name("comparison_pipeline")
     mlflow_run = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{run.name}'")[0]
     dataset = run.steps["ingest"].outputs["dataset"][0].load()
-    assert [i.dataset.digest for i in mlflow_run.inputs.dataset_inputs] == [dataset["content_hash"][:32]]
+    assert [i.dataset.digest for i in mlflow_run.inputs.dataset_inputs] == [dataset.content_hash[:32]]
 
 
 def test_bad_seed_list_stops_before_any_step(zenml_stack, tmp_path):

@@ -12,6 +12,7 @@ import torch
 from mpnas.data.prepared import PreparedDataset
 from mpnas.data.synthetic import make_synthetic
 from mpnas.models.multipath import load_model, save_model
+from steps.contracts import DatasetRef
 
 DOMAINS = {"alpha": 3, "beta-2": 4}
 
@@ -30,8 +31,8 @@ def data_and_model(tmp_path_factory):
     (export / "onnx" / "alpha.onnx").write_bytes(b"onnx")  # placeholders: only their presence is checked here
     (export / "model.pte").write_bytes(b"pte")
     (export / "manifest.json").write_text("{}")
-    dataset = {"path": str(data), "content_hash": ds.content_hash, "domains": list(DOMAINS),
-               "dvc_stage": "pipeline_tiny", "dvc_md5": "0123abcd.dir", "dvc_lock": "/ws/dvc.lock"}
+    dataset = DatasetRef(path=str(data), name=data.name, content_hash=ds.content_hash, domains=list(DOMAINS),
+                         dvc_stage="pipeline_tiny", dvc_md5="0123abcd.dir", dvc_lock="/ws/dvc.lock")
     return dataset, model, export
 
 
@@ -53,9 +54,9 @@ def test_dataset_input_and_logged_model(tmp_path, data_and_model, monkeypatch):
     inputs = mlflow.get_run(run.info.run_id).inputs
     assert len(inputs.dataset_inputs) == 1
     ds = inputs.dataset_inputs[0].dataset
-    assert ds.digest == dataset["content_hash"][:32] and ds.source_type == "dvc"
+    assert ds.digest == dataset.content_hash[:32] and ds.source_type == "dvc"
     assert json.loads(ds.source)["dvc_md5"] == "0123abcd.dir"
-    assert json.loads(ds.profile)["domains"]["beta-2"]["train"] == PreparedDataset(dataset["path"]).split_size(
+    assert json.loads(ds.profile)["domains"]["beta-2"]["train"] == PreparedDataset(dataset.path).split_size(
         "beta-2", "train")
 
     logged = mlflow.get_logged_model(model_id)

@@ -42,10 +42,10 @@ def test_rerun_resumes_from_cache(smoke_runs):
 @pytest.mark.slow
 def test_artifacts_and_report(smoke_runs, workspace):
     _, ok = smoke_runs
-    genotypes = ok.steps["search"].outputs["genotypes"][0].load()
+    genotypes = ok.steps["search"].outputs["genotypes"][0].load().root
     assert set(genotypes) == {"aircraft", "digits8", "flowers"}
     dataset = ok.steps["ingest"].outputs["dataset"][0].load()
-    assert len(dataset["content_hash"]) == 64 and dataset["dvc_md5"].endswith(".dir")
+    assert len(dataset.content_hash) == 64 and dataset.dvc_md5.endswith(".dir")
     latest = workspace / "reports" / "latest"
     assert latest.is_symlink() and latest.resolve().name == ok.name
     metrics = json.loads((latest / "metrics.json").read_text())
@@ -101,9 +101,9 @@ def test_model_version_and_lineage(smoke_runs, capsys):
     assert mpnas_main(["lineage", ok.name]) == 0
     out = capsys.readouterr().out
     dataset = ok.steps["ingest"].outputs["dataset"][0].load()
-    assert dataset["content_hash"] in out and dataset["dvc_md5"] in out
+    assert dataset.content_hash in out and dataset.dvc_md5 in out
     assert "manifest.parquet" in out and "code commit: " in out
-    for d, g in ok.steps["search"].outputs["genotypes"][0].load().items():
+    for d, g in ok.steps["search"].outputs["genotypes"][0].load().root.items():
         assert f"{d}: {' '.join(g)}" in out
     assert "model v" in out and "from train <- dataset, genotypes" in out
     assert "mean_top1_val" in out and "mlflow run: " in out and "mlflow run: None" not in out
@@ -125,8 +125,8 @@ def test_mlflow_dataset_input_and_logged_model_linked_to_zenml(smoke_runs, mlflo
     run = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{ok.name}'")[0]
     dataset = ok.steps["ingest"].outputs["dataset"][0].load()
     inputs = run.inputs.dataset_inputs
-    assert len(inputs) == 1 and inputs[0].dataset.digest == dataset["content_hash"][:32]
-    assert json.loads(inputs[0].dataset.source)["dvc_md5"] == dataset["dvc_md5"]
+    assert len(inputs) == 1 and inputs[0].dataset.digest == dataset.content_hash[:32]
+    assert json.loads(inputs[0].dataset.source)["dvc_md5"] == dataset.dvc_md5
     assert set(json.loads(inputs[0].dataset.profile)["domains"]) == {"aircraft", "digits8", "flowers"}
     models = [m for m in client.search_logged_models([exp.experiment_id]) if m.source_run_id == run.info.run_id]
     assert len(models) == 1
@@ -136,3 +136,25 @@ def test_mlflow_dataset_input_and_logged_model_linked_to_zenml(smoke_runs, mlflo
     assert mv.run_metadata["mlflow_run_id"] == run.info.run_id
     failed_run = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{failed.name}'")[0]
     assert len(failed_run.inputs.dataset_inputs) == 1  # ingest logs it before the report step fails
+
+
+@pytest.mark.slow
+def test_step_contracts_are_typed_json_artifacts(smoke_runs):
+    """The dataset, genotypes and config sections cross step boundaries as pydantic models; ZenML stores the
+    artifacts as JSON, and no artifact of the run is a pickle."""
+    from steps.contracts import DatasetRef, Genotypes, SearchSections
+
+    _, ok = smoke_runs
+    dataset = ok.steps["ingest"].outputs["dataset"][0]
+    genotypes = ok.steps["search"].outputs["genotypes"][0]
+    assert isinstance(dataset.load(), DatasetRef) and isinstance(genotypes.load(), Genotypes)
+    for artifact in (dataset, genotypes):
+        assert artifact.materializer.import_path.endswith("PydanticMaterializer"), artifact.materializer
+        assert {p.name for p in Path(artifact.uri).iterdir()} == {"data_v2.json"}
+    for name, step in ok.steps.items():
+        for versions in step.outputs.values():
+            for artifact in versions:
+                assert "pickle" not in artifact.materializer.import_path.lower(), (name, artifact.materializer)
+    params = ok.steps["search"].config.parameters["config"]
+    assert set(params) == {"name", "seed", "data", "space", "search"}  # only what the step uses: precise caching
+    assert SearchSections.model_validate(params).search.steps == 8

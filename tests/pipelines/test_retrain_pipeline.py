@@ -34,8 +34,11 @@ def test_retrain_promotes_only_if_not_worse(smoke_runs, workspace, mlflow_uri):
     assert run.status.value == "completed" and not any(n.startswith("search") for n in run.steps)
     new_data = run.steps["ingest"].outputs["dataset"][0].load()
     old_data = smoke_runs[1].steps["ingest"].outputs["dataset"][0].load()
-    assert new_data["content_hash"] != old_data["content_hash"]
+    assert new_data.content_hash != old_data.content_hash
     assert run.steps["train"].outputs["model"][0].load().genotypes() == prod_genotypes
+    production = run.steps["production_architecture"].outputs["production"][0].load()
+    assert production.version == str(before.number)
+    assert production.model_artifact_id == str(before.get_artifact("model").id)
     decision = run.steps["promote"].outputs["promotion"][0].load()
     cand, prod = decision["candidate_mean_top1_val"], decision["production_mean_top1_val"]
     assert decision["promoted"] == (cand >= prod)
@@ -51,4 +54,4 @@ def test_retrain_promotes_only_if_not_worse(smoke_runs, workspace, mlflow_uri):
     logged = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_logged_model(candidate.run_metadata["mlflow_model_id"])
     assert logged.tags["zenml.model_version_id"] == str(candidate.id)
     run_inputs = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_run(logged.source_run_id).inputs.dataset_inputs
-    assert [i.dataset.digest for i in run_inputs] == [new_data["content_hash"][:32]]
+    assert [i.dataset.digest for i in run_inputs] == [new_data.content_hash[:32]]
