@@ -30,8 +30,10 @@ $(STAMP): requirements.lock pyproject.toml
 setup: $(STAMP)  ## create .venv from the lock file and initialise DVC/ZenML/MLflow state (idempotent)
 	@$(BIN)/python -m pipelines.bootstrap
 
-test: setup  ## run the test suite
-	$(BIN)/python -m pytest -q tests
+# Two xdist workers (TEST_WORKERS=0: one process); tests/conftest.py groups the tests that share costly fixtures.
+TEST_WORKERS ?= 2
+test: setup  ## run the test suite (TEST_WORKERS=2 processes)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests
 
 bench: setup  ## run benchmarks (BENCH=data|search|train|export|all) and update BENCHMARKS.md
 	$(BIN)/python -m benchmarks.run $(BENCH)

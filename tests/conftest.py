@@ -1,9 +1,16 @@
 """Shared fixtures: one tiny config (two stages, narrow widths, 16 px) so model, search and training tests run in
 seconds. Test folders add only the overrides of their own section (tests/nas: search.*, tests/training: train.*)."""
 
+from pathlib import Path
+
 import pytest
 
 from mpnas.config import load_config
+
+TESTS = Path(__file__).resolve().parent
+# Folders whose tests share session fixtures too costly to build twice: the ZenML store, DVC workspace and smoke runs
+# (tests/pipelines); the full ExecuTorch + ONNX export (tests/export). Listed longest first: they start first.
+SHARED = ("pipelines", "export")
 
 TINY = ["space.preset=null", "space.stem_width=8", "space.stem_stride=2", "space.stem_kernels=[3]",
         "space.stages=[{width: 8, layers: 2, stride: 1, act: relu}, {width: 16, layers: 2, stride: 2, act: hswish}]",
@@ -25,3 +32,21 @@ def tiny_overrides():
 def tiny_config():
     """Factory: the tiny config with extra dotted overrides."""
     return lambda *overrides: load_config(None, TINY + list(overrides))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Group tests for `make test` (`pytest -n 2 --dist loadgroup`): a worker runs a whole module, or a whole SHARED
+    folder, so no module or session fixture is built on two workers; the SHARED folders run first so that the
+    longest groups do not start last. Without xdist the marks are inert and only the order changes."""
+    def group(item) -> str:
+        path = Path(str(item.path)).resolve()
+        if not path.is_relative_to(TESTS):
+            return str(path)
+        rel = path.relative_to(TESTS)
+        return rel.parts[0] if rel.parts[0] in SHARED else rel.as_posix()
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    rank = {name: i for i, name in enumerate(SHARED)}
+    items.sort(key=lambda item: rank.get(group(item), len(SHARED)))  # stable: keeps the order within a group
