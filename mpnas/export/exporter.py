@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -137,119 +138,194 @@ def _batched(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int 
     return np.concatenate([run(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
+@dataclass
+class _Plan:
+    """What one export produces, decided once from the model, the config and whether data was given."""
+
+    entries: dict[str, str]  # domain -> entry name (file-safe)
+    methods: dict[str, str]  # domain -> .pte method name
+    crop: int
+    want_pte: bool
+    want_onnx: bool
+    int8: bool  # cfg.int8 and calibration data exists
+
+
+@dataclass
+class _Traced:
+    """Per-domain programs and evaluation sets, traced once and shared by every runtime."""
+
+    fp_programs: dict[str, object] = field(default_factory=dict)  # .pte method -> exported program
+    q_programs: dict[str, object] = field(default_factory=dict)
+    onnx_fp: dict[str, Path] = field(default_factory=dict)  # domain -> ONNX graph
+    onnx_q: dict[str, Path] = field(default_factory=dict)
+    evalsets: dict[str, tuple[str, np.ndarray, Optional[np.ndarray]]] = field(default_factory=dict)
+
+
+Runners = dict[str, Callable[[str, np.ndarray], np.ndarray]]
+
+
+def _plan(model: MultiPathNet, cfg: ExportConfig, ds: Optional[PreparedDataset]) -> _Plan:
+    entries = entry_names(model.domains)
+    return _Plan(entries=entries, methods={d: f"forward_{e}" for d, e in entries.items()},
+                 crop=int(model.space.input_size), want_pte="executorch" in cfg.formats,
+                 want_onnx="onnx" in cfg.formats, int8=cfg.int8 and ds is not None)
+
+
+def _no_data_notes(cfg: ExportConfig, ds: Optional[PreparedDataset], log: Callable[[str], None]) -> list[str]:
+    """What the report must say when no prepared data was given (random parity inputs, no int8)."""
+    if ds is not None:
+        return []
+    note = (f"no prepared dataset: parity measured on {RANDOM_PARITY_IMAGES} seeded random inputs per domain, no "
+            f"accuracies" + ("; int8 not produced (no calibration images)" if cfg.int8 else ""))
+    log(note)
+    return [note]
+
+
+def _trace(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, ds: Optional[PreparedDataset], out: Path,
+           log: Callable[[str], None]) -> _Traced:
+    """Trace each domain's program once: .pte programs (fp32, int8) in memory, ONNX graphs written under out/onnx."""
+    from mpnas.export import onnx_graphs, pte
+
+    example = torch.zeros(1, 3, plan.crop, plan.crop)
+    traced = _Traced()
+    if plan.want_onnx:
+        (out / ONNX_DIR).mkdir()
+    for k, d in enumerate(model.domains, 1):
+        t0 = time.perf_counter()
+        program = domain_program(model, d)
+        traced.evalsets[d] = _eval_set(ds, d, plan.crop, seed=k)
+        calib = _calibration(ds, d, plan.crop, cfg.calibration_images) if plan.int8 else None
+        method, entry = plan.methods[d], plan.entries[d]
+        if plan.want_pte:
+            traced.fp_programs[method] = pte.export_program(program, example)
+            if plan.int8:
+                traced.q_programs[method] = pte.quantize_pt2e(program, example, torch.from_numpy(calib))
+        if plan.want_onnx:
+            traced.onnx_fp[d] = onnx_graphs.export_onnx(program, example, out / ONNX_DIR / f"{entry}.onnx", cfg.opset)
+            if plan.int8:
+                traced.onnx_q[d] = onnx_graphs.quantize_onnx(traced.onnx_fp[d], out / ONNX_DIR / f"{entry}.int8.onnx",
+                                                             [calib])
+        log(f"{d}: traced{' + int8 calibrated' if plan.int8 else ''} ({k}/{len(model.domains)}, "
+            f"{time.perf_counter() - t0:.1f}s)")
+    return traced
+
+
+def _write_pte(programs: dict[str, object], methods: dict[str, str], path: Path, what: str,
+               log: Callable[[str], None]) -> tuple[dict, PteRunner]:
+    """Lower `programs` to XNNPACK as one .pte at `path`; return its per-method constant tables and a runner."""
+    from mpnas.export import pte
+
+    t0 = time.perf_counter()
+    edge = pte.lower(programs)
+    tables = table_sharing(edge, methods)
+    path.write_bytes(pte.to_pte_bytes(edge))
+    runner = PteRunner(path, methods)
+    log(f"{path.name}: {what} ({time.perf_counter() - t0:.1f}s)")
+    return tables, runner
+
+
+def _lower_pte(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, traced: _Traced, out: Path,
+               log: Callable[[str], None]) -> tuple[Runners, dict]:
+    """Lower the traced programs into model.pte (and model.int8.pte); return their runners and the sharing report."""
+    from mpnas.export import pte
+
+    runners: Runners = {}
+    methods = plan.methods
+    tables, runners["executorch"] = _write_pte(traced.fp_programs, methods, out / PTE_FILE,
+                                               f"{len(methods)} methods lowered to XNNPACK", log)
+    single = {}
+    for d in model.domains if cfg.measure_sharing else []:
+        single[d] = len(pte.lower_to_pte({methods[d]: traced.fp_programs[methods[d]]}))
+        log(f"{d}: single-method .pte measured ({single[d]} B, not kept)")
+    int8_tables = None
+    if plan.int8:
+        int8_tables, runners["executorch_int8"] = _write_pte(traced.q_programs, methods, out / PTE_INT8_FILE,
+                                                             "lowered", log)
+    sharing = sharing_report((out / PTE_FILE).stat().st_size, tables, shared_weight_bytes(model), single or None,
+                             int8_tables)
+    log(f"sharing: combined {sharing['combined_pte_bytes']} B saves {sharing['saved_bytes']} B over separate "
+        f"per-domain files (measured {sharing['how'].split(':')[0]})")
+    return runners, sharing
+
+
+def _runners(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, traced: _Traced, out: Path,
+             log: Callable[[str], None]) -> tuple[Runners, Optional[dict]]:
+    """Every runtime the export produced (executorch[_int8], onnx[_int8]) and the .pte sharing report (or None)."""
+    runners: Runners = {}
+    sharing = None
+    if plan.want_pte:
+        runners, sharing = _lower_pte(model, plan, cfg, traced, out, log)
+    if plan.want_onnx:
+        runners["onnx"] = OnnxRunner(traced.onnx_fp)
+        if plan.int8:
+            runners["onnx_int8"] = OnnxRunner(traced.onnx_q)
+    return runners, sharing
+
+
+def _domain_row(model: MultiPathNet, d: str, plan: _Plan, cfg: ExportConfig,
+                evalset: tuple[str, np.ndarray, Optional[np.ndarray]], runners: Runners) -> dict:
+    """One domain's parity (fp32 runtimes gate `ok`; int8 ones are reported only), accuracy and batch-1 latency."""
+    split, x, y = evalset
+    eager = _eager(model, d)
+    ref = _batched(eager, x)
+    row: dict = {"entry": plan.entries[d], "method": plan.methods[d], "split": split, "images": int(len(x)),
+                 "parity": {}, "accuracy": {}, "latency_ms": {}}
+    if y is not None:
+        row["accuracy"]["eager"] = measure.accuracy(ref, y)
+    x1 = x[:1]
+    row["latency_ms"]["eager"] = measure.latency_ms(eager, x1, cfg.latency_repeats)
+    for name, runner in runners.items():
+        logits = runner(d, x)
+        if name in ("executorch", "onnx"):
+            p = measure.parity(ref, logits)
+            p["ok"] = p["agreement"] >= cfg.parity_min_agreement and p["max_abs_diff"] <= cfg.parity_atol
+            row["parity"][name] = p
+        else:
+            row["parity"][name] = {**measure.parity(ref, logits), "ok": None}
+        if y is not None:
+            row["accuracy"][name] = measure.accuracy(logits, y)
+        row["latency_ms"][name] = measure.latency_ms(lambda v, r=runner: r(d, v), x1, cfg.latency_repeats)
+    if y is not None:
+        row["int8_accuracy_drop"] = {n: row["accuracy"]["eager"] - row["accuracy"][n]
+                                     for n in ("executorch_int8", "onnx_int8") if n in row["accuracy"]}
+    return row
+
+
+def _parity_and_latency(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, traced: _Traced, runners: Runners,
+                          log: Callable[[str], None]) -> tuple[dict[str, dict], bool]:
+    """({domain: row}, whether every fp32 runtime agrees with the eager model on every domain)."""
+    domains_report, parity_ok = {}, True
+    for d in model.domains:
+        row = _domain_row(model, d, plan, cfg, traced.evalsets[d], runners)
+        domains_report[d] = row
+        parity_ok &= all(p["ok"] for p in row["parity"].values() if p["ok"] is not None)
+        fails = [n for n, p in row["parity"].items() if p["ok"] is False]
+        log(f"{d}: parity {'FAILED for ' + ', '.join(fails) if fails else 'ok'} on {row['images']} {row['split']} "
+            f"images")
+    return domains_report, parity_ok
+
+
 def export_loaded(model: MultiPathNet, source: dict, out: Path, cfg: ExportConfig,
                   ds: Optional[PreparedDataset], log: Callable[[str], None]) -> dict:
     """Write the exports, manifest and report of an in-memory model into the (empty) directory `out`.
 
     `source` describes the model directory (`dir`, `sha256` of its weights) for the manifest's lineage."""
-    from mpnas.export import onnx_graphs, pte
-
     model = model.eval()
     if ds is not None:
-        missing = [d for d in model.domains if d not in ds.domains_info]
-        if missing:
-            raise ValueError(f"{ds.root}: the prepared data lacks the model's domain(s) {missing} "
-                             f"(it has {', '.join(ds.domains)})")
+        ds.require_domains(model.domains, f"model {source.get('dir', '<in memory>')}")
     meta = _domain_meta(model, ds)
-    crop = int(model.space.input_size)
-    entries = entry_names(model.domains)
-    methods = {d: f"forward_{e}" for d, e in entries.items()}
-    want_pte, want_onnx = "executorch" in cfg.formats, "onnx" in cfg.formats
-    int8 = cfg.int8 and ds is not None
-    notes = []
-    if ds is None:
-        notes.append(f"no prepared dataset: parity measured on {RANDOM_PARITY_IMAGES} seeded random inputs per "
-                     f"domain, no accuracies" + ("; int8 not produced (no calibration images)" if cfg.int8 else ""))
-        log(notes[-1])
-    example = torch.zeros(1, 3, crop, crop)
-    fp_programs, q_programs = {}, {}
-    onnx_fp, onnx_q = {}, {}
-    evalsets = {}
-    if want_onnx:
-        (out / ONNX_DIR).mkdir()
-    for k, d in enumerate(model.domains, 1):
-        t0 = time.perf_counter()
-        program = domain_program(model, d)
-        evalsets[d] = _eval_set(ds, d, crop, seed=k)
-        calib = _calibration(ds, d, crop, cfg.calibration_images) if int8 else None
-        if want_pte:
-            fp_programs[methods[d]] = pte.export_program(program, example)
-            if int8:
-                q_programs[methods[d]] = pte.quantize_pt2e(program, example, torch.from_numpy(calib))
-        if want_onnx:
-            onnx_fp[d] = onnx_graphs.export_onnx(program, example, out / ONNX_DIR / f"{entries[d]}.onnx", cfg.opset)
-            if int8:
-                onnx_q[d] = onnx_graphs.quantize_onnx(onnx_fp[d], out / ONNX_DIR / f"{entries[d]}.int8.onnx", [calib])
-        log(f"{d}: traced{' + int8 calibrated' if int8 else ''} ({k}/{len(model.domains)}, "
-            f"{time.perf_counter() - t0:.1f}s)")
-
-    runners: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {}
-    sharing = None
-    if want_pte:
-        t0 = time.perf_counter()
-        edge = pte.lower(fp_programs)
-        tables = table_sharing(edge, methods)
-        (out / PTE_FILE).write_bytes(pte.to_pte_bytes(edge))
-        runners["executorch"] = PteRunner(out / PTE_FILE, methods)
-        log(f"model.pte: {len(methods)} methods lowered to XNNPACK ({time.perf_counter() - t0:.1f}s)")
-        single = {}
-        for d in model.domains if cfg.measure_sharing else []:
-            single[d] = len(pte.lower_to_pte({methods[d]: fp_programs[methods[d]]}))
-            log(f"{d}: single-method .pte measured ({single[d]} B, not kept)")
-        int8_tables = None
-        if int8:
-            t0 = time.perf_counter()
-            edge_q = pte.lower(q_programs)
-            int8_tables = table_sharing(edge_q, methods)
-            (out / PTE_INT8_FILE).write_bytes(pte.to_pte_bytes(edge_q))
-            runners["executorch_int8"] = PteRunner(out / PTE_INT8_FILE, methods)
-            log(f"model.int8.pte: lowered ({time.perf_counter() - t0:.1f}s)")
-        sharing = sharing_report((out / PTE_FILE).stat().st_size, tables, shared_weight_bytes(model), single or None,
-                                 int8_tables)
-        log(f"sharing: combined {sharing['combined_pte_bytes']} B saves {sharing['saved_bytes']} B over separate "
-            f"per-domain files (measured {sharing['how'].split(':')[0]})")
-    if want_onnx:
-        runners["onnx"] = OnnxRunner(onnx_fp)
-        if int8:
-            runners["onnx_int8"] = OnnxRunner(onnx_q)
-
-    domains_report, parity_ok = {}, True
-    for d in model.domains:
-        split, x, y = evalsets[d]
-        eager = _eager(model, d)
-        ref = _batched(eager, x)
-        row: dict = {"entry": entries[d], "method": methods[d], "split": split, "images": int(len(x)),
-                     "parity": {}, "accuracy": {}, "latency_ms": {}}
-        if y is not None:
-            row["accuracy"]["eager"] = measure.accuracy(ref, y)
-        x1 = x[:1]
-        row["latency_ms"]["eager"] = measure.latency_ms(eager, x1, cfg.latency_repeats)
-        for name, runner in runners.items():
-            logits = runner(d, x)
-            if name in ("executorch", "onnx"):
-                p = measure.parity(ref, logits)
-                p["ok"] = p["agreement"] >= cfg.parity_min_agreement and p["max_abs_diff"] <= cfg.parity_atol
-                parity_ok &= p["ok"]
-                row["parity"][name] = p
-            else:
-                row["parity"][name] = {**measure.parity(ref, logits), "ok": None}
-            if y is not None:
-                row["accuracy"][name] = measure.accuracy(logits, y)
-            row["latency_ms"][name] = measure.latency_ms(lambda v, r=runner: r(d, v), x1, cfg.latency_repeats)
-        if y is not None:
-            row["int8_accuracy_drop"] = {n: row["accuracy"]["eager"] - row["accuracy"][n]
-                                         for n in ("executorch_int8", "onnx_int8") if n in row["accuracy"]}
-        domains_report[d] = row
-        fails = [n for n, p in row["parity"].items() if p["ok"] is False]
-        log(f"{d}: parity {'FAILED for ' + ', '.join(fails) if fails else 'ok'} on {len(x)} {split} images")
-
+    plan = _plan(model, cfg, ds)
+    notes = _no_data_notes(cfg, ds, log)
+    traced = _trace(model, plan, cfg, ds, out, log)
+    runners, sharing = _runners(model, plan, cfg, traced, out, log)
+    domains_report, parity_ok = _parity_and_latency(model, plan, cfg, traced, runners, log)
     files = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
     report = {"format": "mpnas.export_report/1", "mpnas_version": __version__, "parity_ok": bool(parity_ok),
-            "thresholds": {"parity_atol": cfg.parity_atol, "parity_min_agreement": cfg.parity_min_agreement},
-            "source_model": source, "formats": list(cfg.formats), "int8": int8,
-            "latency": {"batch": 1, "statistic": "median", "repeats": cfg.latency_repeats,
-                        "torch_threads": torch.get_num_threads()},
-            "domains": domains_report, "sharing": sharing, "file_bytes": files, "notes": notes}
+              "thresholds": {"parity_atol": cfg.parity_atol, "parity_min_agreement": cfg.parity_min_agreement},
+              "source_model": source, "formats": list(cfg.formats), "int8": plan.int8,
+              "latency": {"batch": 1, "statistic": "median", "repeats": cfg.latency_repeats,
+                          "torch_threads": torch.get_num_threads()},
+              "domains": domains_report, "sharing": sharing, "file_bytes": files, "notes": notes}
     _write_outputs(out, report, model, cfg, meta)
     return report
 
