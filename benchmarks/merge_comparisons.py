@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", type=Path, help="comparison.json files (reports/<run>/comparison.json)")
     p.add_argument("--out", type=Path, required=True, help="directory for comparison.{json,md} and "
                    "accuracy_vs_cost.png (must not be one of the inputs' directories)")
+    p.add_argument("--note", default="", help="one line saying what was run (budget, config, machine); goes into "
+                   "comparison.md under the title and into comparison.json as `note`")
     args = p.parse_args(argv)
     if any(i.resolve().parent == args.out.resolve() for i in args.inputs):
         p.error("--out is the directory of an input; write the merge somewhere else (inputs are never overwritten)")
@@ -32,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     merged["sources"] = [str(i) for i in args.inputs]
+    merged["note"] = args.note
     data = merged.get("data") or {}
     md = (f"# Method comparison (data `{str(data.get('content_hash', '?'))[:16]}`, seeds "
-          f"{', '.join(map(str, merged['seeds']))})\n\nMerged from: " + ", ".join(f"`{i}`" for i in args.inputs)
+          f"{', '.join(map(str, merged['seeds']))})\n\n" + (f"{args.note}\n\n" if args.note else "") + "Merged from: " + ", ".join(f"`{i}`" for i in args.inputs)
           + "\n\n" + comparison_markdown(merged["summary"]) + "\n![accuracy against cost](accuracy_vs_cost.png)\n")
     for name, text in (("comparison.json", json.dumps(merged, indent=1, default=str)), ("comparison.md", md)):
         tmp = args.out / f".{name}.tmp"

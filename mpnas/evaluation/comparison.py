@@ -221,14 +221,19 @@ def accuracy_cost_figure(summary: dict[str, Any], path: str | Path) -> Path:
 def merge_results(results: list[dict[str, Any]], sources: Optional[list[str]] = None) -> dict[str, Any]:
     """One comparison from several comparison.json results of the same data (for example one run per seed, run on
     different machines): every method's runs are regrouped by seed and aggregated again, exactly as one multi-seed
-    run would. Refuses results of different data, or two runs of one method with the same seed."""
+    run would. Refuses results of different data (content hash), or two runs of one method with the same seed."""
     sources = sources or [f"result {i}" for i in range(len(results))]
     if not results:
         raise ValueError("merge_results: nothing to merge")
     data = results[0].get("data")
+
+    def identity(result: dict[str, Any]) -> Any:  # the content hash; paths and DVC's md5 differ between copies
+        d = result.get("data")
+        return d.get("content_hash", d) if isinstance(d, dict) else d
+
     runs: dict[str, dict[int, dict]] = {}
     for src, result in zip(sources, results):
-        if result.get("data") != data:
+        if identity(result) != identity(results[0]):
             raise ValueError(f"{src}: its data version differs from {sources[0]}'s; only results on the same "
                              f"prepared data can be merged")
         for name, entry in result["methods"].items():
@@ -238,4 +243,5 @@ def merge_results(results: list[dict[str, Any]], sources: Optional[list[str]] = 
                 runs[name][seed] = metrics
     table = {name: aggregate_seeds(by_seed) for name, by_seed in runs.items()}
     seeds = sorted({s for by_seed in runs.values() for s in by_seed})
-    return {"methods": table, "summary": compare_methods(table), "seeds": seeds, "data": data}
+    return {"methods": table, "summary": compare_methods(table), "seeds": seeds, "data": data,
+            "data_copies": [r.get("data") for r in results]}

@@ -14,15 +14,15 @@ def run(acc: dict, params: float, seed: int) -> dict:
             "flops_sum_paths": 50e6, "flops_union": 20e6}
 
 
-def result(seed: int, shift: float, data: str = "abc") -> dict:
+def result(seed: int, shift: float, data: str = "abc", path: str = "/a") -> dict:
     runs = {"mpnas": {seed: run({"a": 0.8 + shift, "b": 0.5}, 2e6, seed)},
             "independent_nas": {seed: run({"a": 0.7, "b": 0.5 - shift}, 9e6, seed)}}
     table = {n: aggregate_seeds(r) for n, r in runs.items()}
-    return {"methods": table, "summary": compare_methods(table), "seeds": [seed], "data": {"content_hash": data}}
+    return {"methods": table, "summary": compare_methods(table), "seeds": [seed], "data": {"content_hash": data, "path": path}}
 
 
 def test_merge_equals_one_multi_seed_run():
-    merged = merge_results([result(0, 0.0), result(2, 0.1), result(1, 0.05)])
+    merged = merge_results([result(0, 0.0), result(2, 0.1, path="/b"), result(1, 0.05)])  # copies of one data set
     assert merged["seeds"] == [0, 1, 2]
     one_run = aggregate_seeds({0: run({"a": 0.8, "b": 0.5}, 2e6, 0), 1: run({"a": 0.85, "b": 0.5}, 2e6, 1),
                                2: run({"a": 0.9, "b": 0.5}, 2e6, 2)})
@@ -47,9 +47,9 @@ def test_cli_writes_merge_and_never_into_an_input_dir(tmp_path, capsys):
         d.mkdir()
         (d / "comparison.json").write_text(json.dumps(result(seed, 0.1 * seed)))
         paths.append(str(d / "comparison.json"))
-    assert merge_main(paths + ["--out", str(tmp_path / "merged")]) == 0
+    assert merge_main(paths + ["--out", str(tmp_path / "merged"), "--note", "quick budget"]) == 0
     merged = json.loads((tmp_path / "merged" / "comparison.json").read_text())
-    assert merged["seeds"] == [0, 1] and merged["sources"] == paths
+    assert merged["seeds"] == [0, 1] and merged["sources"] == paths and merged["note"] == "quick budget"
     assert "85.0 ± 7.1" in (tmp_path / "merged" / "comparison.md").read_text()  # mpnas domain a over two seeds
     assert (tmp_path / "merged" / "accuracy_vs_cost.png").stat().st_size > 0
     with pytest.raises(SystemExit):
