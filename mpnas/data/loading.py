@@ -214,4 +214,4 @@ def iterate_split(ds: PreparedDataset, domain: str, split: str, batch_size: int,
     for i in range(0, n, batch_size):
         j = min(n, i + batch_size)
         x = torch.from_numpy(np.array(images[i:j])).to(device)
-        yield center_crop(norm(x), crop).contiguous(), torch.from_numpy(labels[i:j]).to(device)
+        yield center_crop(norm(x), crop).contiguous(), torch.from_numpy(np.array(labels[i:j])).to(device)
