@@ -389,7 +389,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "<root>"
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
         msg = "unknown key (check the spelling; see `mpnas config show` for the valid keys)" \
@@ -462,7 +462,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     try:
         return MpnasConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(format_errors(exc, source)) from None
 
 
 def config_to_yaml(cfg: BaseModel) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import yaml
 from pydantic import ValidationError
 
-from mpnas.config import ConfigError, MpnasConfig, _format_errors, apply_overrides, load_config, read_yaml
+from mpnas.config import ConfigError, MpnasConfig, format_errors, apply_overrides, load_config, read_yaml
 
 
 def run_config_path() -> Optional[str]:
@@ -72,7 +72,7 @@ def resolve_config(config: Optional[dict[str, Any]] = None, config_path: Optiona
     try:
         return MpnasConfig.model_validate(raw)
     except ValidationError as exc:
-        msg = _format_errors(exc, source)
+        msg = format_errors(exc, source)
         raise ConfigError(msg.replace("\n  ", "\n  parameters.config.")) from None
 
 

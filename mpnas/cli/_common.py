@@ -10,7 +10,7 @@ from typing import Any, Iterator, Optional
 
 from pydantic import ValidationError
 
-from mpnas.config import ConfigError, MpnasConfig, _format_errors, apply_overrides, load_config, read_yaml
+from mpnas.config import ConfigError, MpnasConfig, format_errors, apply_overrides, load_config, read_yaml
 from mpnas.utils.io import check_out_path, output_lock, refuse_nonempty, refuse_overlap
 
 # Top-level keys that mark a ZenML run configuration (configs/*.yaml) rather than a plain mpnas config.
@@ -54,7 +54,7 @@ def load_any_config(path: Optional[str | Path], overrides: list[str]) -> MpnasCo
     try:
         return MpnasConfig.model_validate(raw_cfg)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source).replace("\n  ", "\n  parameters.config.")) from None
+        raise ConfigError(format_errors(exc, source).replace("\n  ", "\n  parameters.config.")) from None
 
 
 def config_from_args(args: argparse.Namespace) -> MpnasConfig:
