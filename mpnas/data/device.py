@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mpnas.config import AugmentConfig, DataConfig
-from mpnas.data.loading import MultiDomainLoader
+from mpnas.data.loading import EpochCycle, MultiDomainLoader
 from mpnas.data.prepared import DatasetError, PreparedDataset
 
 KIND = "device_resident"
@@ -80,7 +80,7 @@ def crop_indices(n: int, size: int, crop: int, aug: AugmentConfig, gen: torch.Ge
     return rows, cols
 
 
-class DeviceStream:
+class DeviceStream(EpochCycle):
     """DomainStream on the device: shuffled epochs (or class-balanced draws) drawn by a device generator."""
 
     def __init__(self, labels: np.ndarray, seed: int, class_balanced: bool, device: torch.device):
@@ -102,14 +102,7 @@ class DeviceStream:
 
     def take(self, k: int) -> torch.Tensor:
         """The next k indices (a device tensor); positions are host integers, so no value is read back."""
-        out = []
-        while k > 0:
-            if self.pos >= self.n:
-                self.order, self.pos = self._new_order(), 0
-            chunk = self.order[self.pos:self.pos + k]
-            self.pos += len(chunk)
-            k -= len(chunk)
-            out.append(chunk)
+        out = self._chunks(k)
         return out[0] if len(out) == 1 else torch.cat(out)
 
     def state_dict(self) -> dict:

@@ -86,7 +86,30 @@ def augment_uint8(x: np.ndarray, crop: int, aug: AugmentConfig, gen: torch.Gener
     return np.ascontiguousarray(x)
 
 
-class DomainStream:
+class EpochCycle:
+    """Endless epochs over an index order: `_chunks(k)` takes the next k positions, drawing a new order (the
+    subclass's `_new_order`) whenever one is used up. Shared by the host and the device-resident streams."""
+
+    order: object
+    pos: int
+    n: int
+
+    def _new_order(self):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _chunks(self, k: int) -> list:
+        out = []
+        while k > 0:
+            if self.pos >= self.n:
+                self.order, self.pos = self._new_order(), 0
+            chunk = self.order[self.pos:self.pos + k]
+            self.pos += len(chunk)
+            k -= len(chunk)
+            out.append(chunk)
+        return out
+
+
+class DomainStream(EpochCycle):
     """Endless shuffled epochs over one domain/split (optionally class-balanced), with resumable position."""
 
     def __init__(self, labels: np.ndarray, seed: int, class_balanced: bool = False):
@@ -107,15 +130,7 @@ class DomainStream:
         return self.rng.choice(self.n, size=self.n, replace=True, p=w / w.sum())
 
     def take(self, k: int) -> np.ndarray:
-        out = []
-        while k > 0:
-            if self.pos >= self.n:
-                self.order, self.pos = self._new_order(), 0
-            chunk = self.order[self.pos:self.pos + k]
-            self.pos += len(chunk)
-            k -= len(chunk)
-            out.append(chunk)
-        return np.sort(np.concatenate(out))  # sorted indices read the memmap sequentially
+        return np.sort(np.concatenate(self._chunks(k)))  # sorted indices read the memmap sequentially
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "order": self.order.copy(), "pos": self.pos}
