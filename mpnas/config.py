@@ -8,10 +8,11 @@ Command-line overrides use the same dotted names: ``--set train.steps=3``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,10 @@ def _on_off(v: Any) -> Any:
     return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
+# An auto|on|off setting (auto: decided by the device); a YAML boolean counts as its word.
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]
+
+
 # --------------------------------------------------------------------------------------------------------- data
 class AugmentConfig(_Strict):
     """Training-time augmentation of one domain (evaluation always uses the centre crop)."""
@@ -84,15 +89,10 @@ class DataConfig(_Strict):
     sampling: SamplingConfig = SamplingConfig()
     augment: AugmentConfig = AugmentConfig()
     augment_overrides: dict[str, AugmentConfig] = Field(default_factory=dict, description="per-domain augmentation")
-    device_resident: Literal["auto", "on", "off"] = Field(
+    device_resident: Switch = Field(
         "auto", description="upload the prepared uint8 arrays to the training device once and sample, crop, flip and "
                             "normalise there (no image copies per step); auto: on CUDA when they fit in half the free "
                             "device memory, off on the CPU (docs/gpu.md)")
-
-    @field_validator("device_resident", mode="before")
-    @classmethod
-    def _device_resident_words(cls, v: Any) -> Any:
-        return _on_off(v)
 
     @model_validator(mode="after")
     def _crop_fits(self) -> "DataConfig":
@@ -285,7 +285,7 @@ class SearchConfig(OptimizerConfig):
     tying: TyingConfig = TyingConfig()
     cudnn: bool = Field(False, description="use cuDNN on CUDA during the search (off: every step has new shapes and "
                                            "cuDNN re-plans each one; measured 18x slower on an H200)")
-    bucket_shapes: Literal["auto", "on", "off"] = Field(
+    bucket_shapes: Switch = Field(
         "auto", description="pad each grouped op call to a power-of-two number of batch segments (pads are discarded "
                             "and normalised apart), so the search runs a small fixed set of shapes; auto: on CUDA "
                             "only (docs/gpu.md)")
@@ -293,11 +293,6 @@ class SearchConfig(OptimizerConfig):
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     device: str = "auto"
-
-    @field_validator("bucket_shapes", mode="before")
-    @classmethod
-    def _bucket_shapes_words(cls, v: Any) -> Any:
-        return _on_off(v)
 
     @field_validator("cost_target", "params_target")
     @classmethod
