@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-
+from benchmarks.summarize_studies import stats
 from mpnas.cli._common import load_any_config
 from mpnas.config import MpnasConfig
 from mpnas.data.prepared import PreparedDataset
@@ -176,14 +175,6 @@ def run_seed(args: argparse.Namespace, seed: int, kept: list[str], say: Log) -> 
 
 
 # ------------------------------------------------------------------------------------------------------ summary
-def stats(values: list[Optional[float]]) -> Optional[dict[str, Any]]:
-    """mean, sample std (None for one value) and the values; None when any value is missing."""
-    if not values or any(v is None for v in values):
-        return None
-    a = np.asarray(values, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else None, "values": a.tolist()}
-
-
 def summarize(args: argparse.Namespace, rows: list[dict], reference: Optional[dict[int, float]]) -> dict[str, Any]:
     """The result document: per-seed rows, mean ± std of every figure, and which issue-15 targets are met."""
     seeds = [r["seed"] for r in rows]

@@ -13,13 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
 from mpnas.utils.io import atomic_write_json
 
 
-def _stats(values: list[float]) -> dict:
+def stats(values: list[Optional[float]]) -> Optional[dict[str, Any]]:
+    """mean, sample std (None for one value) and the values; None when any value is missing."""
+    if not values or any(v is None for v in values):
+        return None
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else None, "values": a.tolist()}
 
@@ -32,14 +36,14 @@ def summarize(study_dir: Path) -> dict:
     out = {"seeds": [int(p.parent.parent.name[4:]) for p in seeds]}
     for key in ("mean_top1_test", "params_total", "flops_sum_paths", "flops_prefix_tree", "flops_union"):
         if all(m.get(key) is not None for m in metrics):
-            out[key] = _stats([m[key] for m in metrics])
-    out["nodes_shared"] = _stats([m["sharing"]["nodes_shared"] for m in metrics])
-    out["nodes_total"] = _stats([m["sharing"]["nodes_total"] for m in metrics])
-    out["domains"] = {d: _stats([m["domains"][d]["top1_test"] for m in metrics]) for d in metrics[0]["domains"]}
+            out[key] = stats([m[key] for m in metrics])
+    out["nodes_shared"] = stats([m["sharing"]["nodes_shared"] for m in metrics])
+    out["nodes_total"] = stats([m["sharing"]["nodes_total"] for m in metrics])
+    out["domains"] = {d: stats([m["domains"][d]["top1_test"] for m in metrics]) for d in metrics[0]["domains"]}
     searches = [p.parent.parent / "search" / "summary.json" for p in seeds]
     if all(p.is_file() for p in searches):
         summ = [json.loads(p.read_text()) for p in searches]
-        out["search"] = {k: _stats([s[k] for s in summ]) for k in ("p_argmax_mean", "nodes", "shared_nodes",
+        out["search"] = {k: stats([s[k] for s in summ]) for k in ("p_argmax_mean", "nodes", "shared_nodes",
                                                                      "wall_time_s") if all(k in s for s in summ)}
     return out
 
