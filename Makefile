@@ -20,10 +20,7 @@ help:  ## list targets
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(PYTHON) tools/install_lock.py --venv $(VENV) --lock requirements.lock  # uv, pip if uv fails (MPNAS_INSTALLER=pip)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
