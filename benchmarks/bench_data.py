@@ -119,6 +119,7 @@ def update_section(text: str, area: str = "data") -> None:
 
 
 def main() -> int:
+    from mpnas.config import DataConfig
     from mpnas.data.prepare import prepare
 
     quiet = lambda s: None  # noqa: E731
@@ -127,7 +128,7 @@ def main() -> int:
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mpnas-bench-data-") as tmp:
         work = Path(tmp)
-        wall, cpu = timed(lambda: prepare("embedded", work / "embedded", log=quiet))
+        wall, cpu = timed(lambda: prepare(DataConfig(), work / "embedded", log=quiet))
         rows.append(f"| prepare embedded default (generate + prepare, size 36, 2 workers) | {wall:.1f} s wall, "
                     f"{cpu:.1f} s CPU |")
         print(f"embedded: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
@@ -136,7 +137,7 @@ def main() -> int:
         if archive.is_file():
             raw = work / "mini_raw"
             t_unpack, _ = timed(lambda: tarfile.open(archive).extractall(raw, filter="data"))
-            wall, cpu = timed(lambda: prepare("decathlon", work / "mini", root=raw, log=quiet))
+            wall, cpu = timed(lambda: prepare(DataConfig(source="decathlon", root=raw), work / "mini", log=quiet))
             bad = check_counts(work / "mini", raw)
             rows.append(f"| prepare real mini-decathlon (31.7k images, unpacked in {t_unpack:.1f} s) | "
                         f"{wall:.1f} s wall, {cpu:.1f} s CPU |")

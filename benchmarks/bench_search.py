@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpnas.config import load_config
+from mpnas.config import DataConfig, load_config
 from mpnas.data.prepared import PreparedDataset
 from mpnas.data.prepare import prepare
 from mpnas.models import blocks
@@ -53,7 +53,7 @@ def _timed(fn) -> float:
 def _dataset(tmp: Path) -> tuple[Path, str]:
     if (EMBEDDED / "meta.json").is_file():
         return EMBEDDED, "embedded"
-    prepare("embedded", tmp / "embedded", scale=0.1, log=lambda msg: None)  # step speed needs the images, not many
+    prepare(DataConfig(), tmp / "embedded", scale=0.1, log=lambda msg: None)  # step speed needs the images, not many
     return tmp / "embedded", "embedded (1/10 scale)"
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from mpnas.cli._common import add_config_args, config_from_args, writing
+from mpnas.config import DataConfig, format_errors
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,18 +67,40 @@ def _domains(text: str | None) -> list[str] | None:
     return names
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    from mpnas.data.prepare import prepare_from_config
+# `mpnas data prepare` flags that set a field of the config's `data` section (the rest are prepare's own options).
+DATA_FLAGS = ("source", "root", "size", "domains", "searchval_fraction", "on_bad_image", "seed", "max_train_per_domain")
 
-    cfg = config_from_args(args).data
-    flags = {"source": args.source, "root": args.root, "size": args.size, "domains": _domains(args.domains),
-             "searchval_fraction": args.searchval_fraction, "on_bad_image": args.on_bad_image, "seed": args.seed,
-             "max_train_per_domain": args.max_train_per_domain}
-    overrides = {k: v for k, v in flags.items() if v is not None}
+
+def _data_config(args: argparse.Namespace) -> DataConfig:
+    """The config's `data` section with the flags given on top, validated as a whole (DataConfig's limits).
+
+    `crop` is a training setting that must not exceed `size`: a smaller --size lowers it rather than failing. A bad
+    flag exits 1 (ValueError), a bad config file or --set 2 (ConfigError), as before."""
+    from pydantic import ValidationError
+
+    data = config_from_args(args).data
+    flags = {f: getattr(args, f) for f in DATA_FLAGS if getattr(args, f) is not None}
+    if "domains" in flags:
+        flags["domains"] = _domains(flags["domains"])
+    if not flags:
+        return data
+    merged = {**data.model_dump(), **flags}
+    merged["crop"] = min(merged["crop"], merged["size"])
+    try:
+        return DataConfig.model_validate(merged)
+    except ValidationError as exc:
+        given = " ".join(f"--{f.replace('_', '-')} {getattr(args, f)}" for f in flags)
+        raise ValueError(format_errors(exc, f"mpnas data prepare {given}").replace("\n  ", "\n  data.")) from None
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from mpnas.data.prepare import prepare
+
+    cfg = _data_config(args)
     out = args.out if args.out is not None else cfg.prepared_dir
-    with writing(out, root=overrides.get("root", cfg.root)):
-        prepare_from_config(cfg, out, overwrite=args.overwrite, scale=args.scale, workers=args.workers,
-                            log=lambda s: print(s, flush=True), **overrides)
+    with writing(out, root=cfg.root):
+        prepare(cfg, out, overwrite=args.overwrite, scale=args.scale, workers=args.workers,
+                log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -35,7 +35,6 @@ Source = Literal["embedded", "decathlon", "imagefolder"]
 OUT_SPLITS = ("train", "searchval", "val", "test")
 CHUNK = 256
 PARALLEL_MIN_ITEMS = 1500  # below this, a process pool costs more than it saves
-MAX_SIZE = 512  # as DataConfig.size: arrays are stored uncompressed (N x S x S x 3 bytes) and decoded in memory
 
 
 # ------------------------------------------------------------------------------------------------- split logic
@@ -170,54 +169,41 @@ def _bad(item: SourceItem, domain: str, split: str, reason: str) -> dict:
     return {"domain": domain, "split": split, "entry": item.entry, "file": item.source_file, "reason": reason}
 
 
-def prepare(source: Source, out: str | Path, root: Optional[str | Path] = None, size: int = 36,
-            domains: Optional[Sequence[str]] = None, searchval_fraction: float = 0.1,
-            on_bad_image: Literal["error", "skip"] = "error", seed: int = 0,
-            max_train_per_domain: Optional[int] = None, overwrite: bool = False, scale: float = 1.0,
-            workers: int = 2, log: Callable[[str], None] = print) -> dict:
-    """Build the prepared dataset at `out` and return its meta.json content.
+# The DataConfig fields `prepare` reads besides `prepared_dir` (its default output): the DVC stage of the ingest step
+# watches exactly these values, so a change to a training-only field (crop, augment, sampling) does not re-run it.
+PREPARE_FIELDS = ("source", "root", "domains", "size", "searchval_fraction", "max_train_per_domain", "on_bad_image",
+                  "seed")
 
-    `source="embedded"` without `root` generates the embedded set (seed, `scale`) into a temp dir first.
-    """
-    if not 0 < searchval_fraction < 0.5:
-        raise ValueError(f"searchval fraction must be in (0, 0.5), got {searchval_fraction}")
-    if size < 8:
-        raise ValueError(f"size must be >= 8, got {size}")
-    if size > MAX_SIZE:
-        raise ValueError(f"size {size} is above {MAX_SIZE}: images are stored uncompressed (N x size x size x 3 "
-                         f"bytes) and decoded in memory, so larger sizes do not fit; the search spaces use 32-224 px")
-    if on_bad_image not in ("error", "skip"):
-        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
-    out = Path(out)
+
+def prepare(cfg: DataConfig, out: Optional[str | Path] = None, *, overwrite: bool = False, scale: float = 1.0,
+            workers: int = 2, log: Callable[[str], None] = print) -> dict:
+    """Build the prepared dataset `cfg` describes at `out` (default `cfg.prepared_dir`); return its meta.json.
+
+    The limits (size, searchval fraction, bad-image policy) are DataConfig's. `source="embedded"` without `root`
+    generates the embedded set (cfg.seed, `scale`) into a temp dir first. `scale` and `workers` are not part of
+    the config: `scale` only shrinks the generated set, and `workers` does not change the output."""
+    out = Path(out if out is not None else cfg.prepared_dir)
+    root = cfg.root
     if root is not None:
         refuse_overlap(out, root=root)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists: choose another path or pass --overwrite")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mpnas-embedded-") as gen_dir:
-        extra: dict = {"seed": seed, "searchval_fraction": searchval_fraction,
-                       "max_train_per_domain": max_train_per_domain, "on_bad_image": on_bad_image}
-        if source == "embedded" and root is None:
+        extra: dict = {"seed": cfg.seed, "searchval_fraction": cfg.searchval_fraction,
+                       "max_train_per_domain": cfg.max_train_per_domain, "on_bad_image": cfg.on_bad_image}
+        if cfg.source == "embedded" and root is None:
             root = Path(gen_dir) / "embedded"
-            generate_embedded(root, seed=seed, size=size, scale=scale, domains=domains, workers=workers, log=log)
-            extra["generator"] = {"name": "mpnas.data.embedded", "seed": seed, "scale": scale}
+            generate_embedded(root, seed=cfg.seed, size=cfg.size, scale=scale, domains=cfg.domains, workers=workers,
+                              log=log)
+            extra["generator"] = {"name": "mpnas.data.embedded", "seed": cfg.seed, "scale": scale}
         else:
             extra["source_root"] = str(Path(root).resolve()) if root is not None else None
-        listed = read_source(source, Path(root) if root is not None else None, domains)
-        meta = _prepare_listed(listed, source, out, size, searchval_fraction, on_bad_image, seed,
-                               max_train_per_domain, overwrite, workers, extra, log)
+        listed = read_source(cfg.source, Path(root) if root is not None else None, cfg.domains)
+        meta = _prepare_listed(listed, cfg, out, overwrite, workers, extra, log)
     log(f"prepared {len(listed)} domain(s) in {time.perf_counter() - t0:.1f}s -> {out} "
         f"(content hash {meta['content_hash'][:12]})")
     return meta
-
-
-def prepare_from_config(cfg: DataConfig, out: Optional[str | Path] = None, **kwargs) -> dict:
-    """`prepare` with the defaults of a config's `data` section (keyword arguments override them)."""
-    args = dict(source=cfg.source, root=cfg.root, size=cfg.size, domains=cfg.domains,
-                searchval_fraction=cfg.searchval_fraction, on_bad_image=cfg.on_bad_image, seed=cfg.seed,
-                max_train_per_domain=cfg.max_train_per_domain)
-    args.update(kwargs)
-    return prepare(out=out if out is not None else cfg.prepared_dir, **args)
 
 
 def _plan(listed: list[SourceDomain], fraction: float, seed: int, cap: Optional[int]
@@ -231,10 +217,10 @@ def _plan(listed: list[SourceDomain], fraction: float, seed: int, cap: Optional[
     return plan
 
 
-def _prepare_listed(listed: list[SourceDomain], source: str, out: Path, size: int, fraction: float,
-                    on_bad_image: str, seed: int, cap: Optional[int], overwrite: bool, workers: int, extra: dict,
-                    log: Callable[[str], None]) -> dict:
-    plan = _plan(listed, fraction, seed, cap)
+def _prepare_listed(listed: list[SourceDomain], cfg: DataConfig, out: Path, overwrite: bool, workers: int,
+                    extra: dict, log: Callable[[str], None]) -> dict:
+    source, size, on_bad_image = cfg.source, cfg.size, cfg.on_bad_image
+    plan = _plan(listed, cfg.searchval_fraction, cfg.seed, cfg.max_train_per_domain)
     if on_bad_image == "error":  # listing problems (escapes, absent files) fail fast, before any decoding
         for it in (it for p in plan.values() for items in p.values() for it in items if it.problem):
             raise DatasetError(f"{it.entry}: {it.problem}")

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mpnas.config import DataConfig
 from mpnas.data.decathlon import read_decathlon
 from mpnas.data.prepare import prepare
 from mpnas.data.prepared import DatasetError, PreparedDataset
 
 
 def run(root: Path, out: Path, **kw) -> dict:
-    return prepare("decathlon", out, root=root, size=8, log=lambda s: None, **kw)
+    return prepare(DataConfig(source="decathlon", root=root, size=8, crop=8, **kw), out, log=lambda s: None)
 
 
 def test_labels_are_category_indices_and_counts_match(tmp_path, fx):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mpnas.config import DataConfig
 from mpnas.data.imagefolder import read_imagefolder
 from mpnas.data.prepare import prepare
 from mpnas.data.prepared import DatasetError, PreparedDataset
@@ -26,7 +27,7 @@ def build(root, fx, test: str = "classes"):
 @pytest.mark.parametrize("test", ["classes", "flat", "none"])
 def test_prepare_imagefolder(tmp_path, fx, test):
     root = build(tmp_path / "if", fx, test)
-    prepare("imagefolder", tmp_path / "out", root=root, size=8, log=lambda s: None)
+    prepare(DataConfig(source="imagefolder", root=root, size=8, crop=8), tmp_path / "out", log=lambda s: None)
     ds = PreparedDataset(tmp_path / "out")
     assert ds.domains == ["cats", "dogs"]
     assert ds.info("dogs").classes == ("x", "y", "z")
@@ -56,5 +57,5 @@ def test_symlink_out_of_root_is_an_escape(tmp_path, fx):
     (root / "cats" / "train" / "a" / "0.png").unlink()
     (root / "cats" / "train" / "a" / "0.png").symlink_to(secret)
     with pytest.raises(DatasetError, match="outside the dataset root"):
-        prepare("imagefolder", tmp_path / "out", root=root, size=8, log=lambda s: None)
+        prepare(DataConfig(source="imagefolder", root=root, size=8, crop=8), tmp_path / "out", log=lambda s: None)
     assert not (tmp_path / "out").exists()

@@ -9,9 +9,14 @@ import pandas as pd
 import pytest
 
 import mpnas.data.prepare as prep
+from mpnas.config import DataConfig
 from mpnas.data.prepare import cap_train, prepare, split_searchval
 from mpnas.data.prepared import PreparedDataset
 from mpnas.data.sources import SourceItem
+
+
+def decathlon(root, **kw) -> DataConfig:
+    return DataConfig(source="decathlon", root=root, size=8, crop=8, **kw)
 
 
 def items(per_class: list[int]) -> list[SourceItem]:
@@ -41,7 +46,7 @@ def test_cap_train_keeps_every_class():
 
 def test_outputs_manifest_stats_meta(tmp_path, fx):
     root = fx.make_decathlon(tmp_path / "dec", {"alpha": 3, "beta": 2}, per_class=(10, 2, 2))
-    meta = prepare("decathlon", tmp_path / "out", root=root, size=8, seed=1, log=lambda s: None)
+    meta = prepare(decathlon(root, seed=1), tmp_path / "out", log=lambda s: None)
     ds = PreparedDataset(tmp_path / "out")
     assert meta["content_hash"] == ds.content_hash and len(ds.content_hash) == 64
     m = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
@@ -55,7 +60,7 @@ def test_outputs_manifest_stats_meta(tmp_path, fx):
     assert stats["skipped"] == []
     x = np.asarray(ds.images("alpha", "train"), np.float64) / 255
     assert np.allclose(ds.info("alpha").mean, x.mean(axis=(0, 1, 2)), atol=1e-6)
-    again = prepare("decathlon", tmp_path / "out2", root=root, size=8, seed=1, log=lambda s: None)
+    again = prepare(decathlon(root, seed=1), tmp_path / "out2", log=lambda s: None)
     assert again["content_hash"] == meta["content_hash"]
 
 
@@ -74,7 +79,7 @@ def test_interrupted_prepare_leaves_nothing(tmp_path, fx, monkeypatch, exc):
     monkeypatch.setattr(prep, "decode_many", flaky)
     out = tmp_path / "work" / "out"
     with pytest.raises(exc):
-        prepare("decathlon", out, root=root, size=8, log=lambda s: None)
+        prepare(decathlon(root), out, log=lambda s: None)
     assert len(calls) == 3
     assert list((tmp_path / "work").iterdir()) == []
 
@@ -82,19 +87,19 @@ def test_interrupted_prepare_leaves_nothing(tmp_path, fx, monkeypatch, exc):
 def test_overwrite_replaces_only_when_complete(tmp_path, fx, monkeypatch):
     root = fx.make_decathlon(tmp_path / "dec", {"alpha": 2})
     out = tmp_path / "out"
-    first = prepare("decathlon", out, root=root, size=8, log=lambda s: None)
+    first = prepare(decathlon(root), out, log=lambda s: None)
     with pytest.raises(FileExistsError):
-        prepare("decathlon", out, root=root, size=8, log=lambda s: None)
+        prepare(decathlon(root), out, log=lambda s: None)
     monkeypatch.setattr(prep, "decode_many", lambda a: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
-        prepare("decathlon", out, root=root, size=8, overwrite=True, log=lambda s: None)
+        prepare(decathlon(root), out, overwrite=True, log=lambda s: None)
     assert PreparedDataset(out).content_hash == first["content_hash"]
 
 
 def test_embedded_end_to_end(tmp_path):
     lines: list[str] = []
-    prepare("embedded", tmp_path / "emb", scale=0.02, domains=["digits8", "glyph"], size=16,
-            max_train_per_domain=150, log=lines.append)
+    cfg = DataConfig(domains=["digits8", "glyph"], size=16, crop=16, max_train_per_domain=150)
+    prepare(cfg, tmp_path / "emb", scale=0.02, log=lines.append)
     ds = PreparedDataset(tmp_path / "emb")
     assert ds.domains == ["digits8", "glyph"] and ds.size == 16
     assert ds.num_classes("glyph") == 100
