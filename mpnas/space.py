@@ -170,24 +170,23 @@ class LayerSpec:
 
 
 # ---------------------------------------------------------------------------------------------------- space
+def _stages(*rows: tuple[int, int, int, str]) -> list[StageConfig]:
+    """A preset's stages from (width, layers, stride, act) rows: one line per stage keeps the table readable."""
+    return [StageConfig(width=w, layers=n, stride=s, act=a) for w, n, s, a in rows]
+
+
 _PRESETS: dict[str, dict] = {
     # Scaled for 32-72 px inputs: total stride 16 (32 px -> 2x2 before the head), narrow widths for CPUs.
     "mpnas_small": dict(
         input_size=32, stem_width=16, stem_stride=2, stem_kernels=[3],
-        stages=[StageConfig(width=16, layers=2, stride=1, act="relu"),
-                StageConfig(width=24, layers=3, stride=2, act="relu"),
-                StageConfig(width=40, layers=3, stride=2, act="hswish"),
-                StageConfig(width=80, layers=3, stride=2, act="hswish"),
-                StageConfig(width=96, layers=2, stride=1, act="hswish")],
+        stages=_stages((16, 2, 1, "relu"), (24, 3, 2, "relu"), (40, 3, 2, "hswish"), (80, 3, 2, "hswish"),
+                       (96, 2, 1, "hswish")),
         head_widths=[384, 768]),
     # TuNAS mobilenet_v3_like_search at 224 px with base widths (docs/method.md section 2.2), widths not searched.
     "tunas_mnv3_like_224": dict(
         input_size=224, stem_width=16, stem_stride=2, stem_kernels=[3, 5],
-        stages=[StageConfig(width=16, layers=4, stride=2, act="relu"),
-                StageConfig(width=32, layers=4, stride=2, act="relu"),
-                StageConfig(width=64, layers=4, stride=2, act="hswish"),
-                StageConfig(width=128, layers=4, stride=1, act="hswish"),
-                StageConfig(width=256, layers=4, stride=2, act="hswish")],
+        stages=_stages((16, 4, 2, "relu"), (32, 4, 2, "relu"), (64, 4, 2, "hswish"), (128, 4, 1, "hswish"),
+                       (256, 4, 2, "hswish")),
         head_widths=[512, 1024]),
 }
 
