@@ -12,12 +12,12 @@ and the entry.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from mpnas.data.prepared import DatasetError
 from mpnas.data.sources import SourceDomain, SourceItem, check_domain, make_item, resolve_under
+from mpnas.utils.io import read_json
 
 
 def decathlon_root(root: str | Path) -> Path:
@@ -37,14 +37,9 @@ def decathlon_domains(root: Path) -> list[str]:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DatasetError(f"{path}: annotation file is missing")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise DatasetError(f"{path}: top level must be an object with images/categories")
+    """An annotation file: a JSON object with `images` and `categories` lists; anything else is a DatasetError."""
+    doc = read_json(path, "the annotation file is missing: the decathlon-1.0 layout has "
+                          "annotations/<domain>_{train,val,test}.json", error=DatasetError)
     for key in ("images", "categories"):
         if not isinstance(doc.get(key), list):
             raise DatasetError(f"{path}: missing or invalid {key!r} list")

@@ -99,19 +99,21 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
-def read_json(path: str | Path, missing_hint: str = "", expect: Optional[type] = dict) -> Any:
+def read_json(path: str | Path, missing_hint: str = "", expect: Optional[type] = dict,
+              error: Optional[type[Exception]] = None) -> Any:
     """Parse a JSON file; a missing file, bad JSON or (by default) a top level that is not an object raises an error
-    naming the path (and a hint on what to do)."""
+    naming the path (and a hint on what to do). `error`: the exception type for all three, for callers whose
+    errors have their own type (default: FileNotFoundError for a missing file, ValueError otherwise)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found{' (' + missing_hint + ')' if missing_hint else ''}")
+        raise (error or FileNotFoundError)(f"{path}: not found{' (' + missing_hint + ')' if missing_hint else ''}")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise (error or ValueError)(f"{path}: not valid JSON ({exc})") from None
     if expect is not None and not isinstance(doc, expect):
         kind = {dict: "an object", list: "an array"}.get(expect, expect.__name__)
-        raise ValueError(f"{path}: the top level must be {kind}, got {type(doc).__name__}")
+        raise (error or ValueError)(f"{path}: the top level must be {kind}, got {type(doc).__name__}")
     return doc
 
 

@@ -113,6 +113,14 @@ def test_missing_annotation_file(tmp_path, fx):
         _expect_error(root, tmp_path / "out", "alpha_val.json", "missing", on_bad_image=mode)
 
 
+@pytest.mark.parametrize("text, needle", [("{not json", "not valid JSON"), ("[1, 2]", "must be an object"),
+                                         ('{"images": [], "categories": 3}', "'categories' list")])
+def test_malformed_annotation_file_is_a_dataset_error_naming_it(tmp_path, fx, text, needle):
+    root = fx.make_decathlon(tmp_path / "dec", {"alpha": 2})
+    (root / "annotations" / "alpha_val.json").write_text(text)
+    _expect_error(root, tmp_path / "out", "alpha_val.json", needle)
+
+
 def test_missing_test_annotations(tmp_path, fx):
     root = fx.make_decathlon(tmp_path / "dec", {"alpha": 2}, test_labels="both")
     os.remove(root / "annotations" / "alpha_test.json")
