@@ -170,17 +170,22 @@ def background(rng: Rng, split: str, out: int, smin: float, smax: float,
 Drawer = Callable[[Rng, str, int, int], tuple[list[Array], list[int]]]
 
 
+def cycle_classes(n: int, num_classes: int, paint: Callable[[int], Array]) -> tuple[list[Array], list[int]]:
+    """The drawers' loop: image i is `paint(i % num_classes)`, painted in order (one rng stream, reproducible)."""
+    labels = [i % num_classes for i in range(n)]
+    return [paint(c) for c in labels], labels
+
+
 def draw_photo(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], list[int]]:
     names = list(photos())
-    xs, ys = [], []
-    for i in range(n):
-        c = i % len(names)
+
+    def paint(c: int) -> Array:
         im = random_patch(rng, split_region(photos()[names[c]], split), size, 0.15, 0.5)
         if rng.random() < 0.5:
             im = im[:, ::-1]
-        xs.append(jitter_colour(rng, im, 0.15))
-        ys.append(c)
-    return xs, ys
+        return jitter_colour(rng, im, 0.15)
+
+    return cycle_classes(n, len(names), paint)
 
 
 TEXTURES = ("banded", "chequered", "grid", "zigzagged", "wavy", "crosshatched", "dotted", "bubbly", "cracked",
@@ -227,9 +232,8 @@ def _texture_mask(rng: Rng, kind: str, n: int) -> Array:
 def draw_texture(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], list[int]]:
     real = real_textures()
     names = list(TEXTURES) + sorted(real)
-    xs, ys = [], []
-    for i in range(n):
-        c = i % len(names)
+
+    def paint(c: int) -> Array:
         if names[c] in real:
             im = jitter_colour(rng, random_patch(rng, split_region(real[names[c]], split), size, 0.1, 0.4), 0.2)
         else:
@@ -238,9 +242,9 @@ def draw_texture(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], 
             big = Image.fromarray(np.where(mask[..., None], c1, c2).astype(np.uint8))
             im = np.asarray(big.resize((size, size), Image.BOX).filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.6))))
         noisy = im + rng.normal(0, rng.uniform(0, 8), im.shape)
-        xs.append(np.clip(noisy, 0, 255).astype(np.uint8))
-        ys.append(c)
-    return xs, ys
+        return np.clip(noisy, 0, 255).astype(np.uint8)
+
+    return cycle_classes(n, len(names), paint)
 
 
 GLYPH_CLASSES = 100
@@ -257,9 +261,8 @@ def draw_glyph(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], li
     """Omniglot analogue: per-sample affine 'drawer', tremor and pen width. Drawn at 4x so strokes can be thin."""
     classes, zoom = glyph_classes(), 4
     big = size * zoom
-    xs, ys = [], []
-    for i in range(n):
-        c = i % len(classes)
+
+    def paint(c: int) -> Array:
         p = classes[c][1].reshape(-1, 2).copy()
         lo, hi = p.min(0), p.max(0)
         p = (p - (lo + hi) / 2) / max(1e-3, float((hi - lo).max()))
@@ -270,17 +273,16 @@ def draw_glyph(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], li
         width = int(rng.integers(3, 8))  # 0.75..1.75 px at the stored size
         for a, b in p.reshape(-1, 2, 2):
             draw.line([tuple(a), tuple(b)], fill=0, width=width)
-        xs.append(downsample(im, size))
-        ys.append(c)
-    return xs, ys
+        return downsample(im, size)
+
+    return cycle_classes(n, len(classes), paint)
 
 
 def draw_svhn(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], list[int]]:
     """SVHN analogue: three-digit plates over real photo crops; the centre digit is the label."""
     fonts, z = font_files(), size * SUPERSAMPLE
-    xs, ys = [], []
-    for i in range(n):
-        c = i % 10
+
+    def paint(c: int) -> Array:
         bg = Image.fromarray(background(rng, split, z, 0.1, 0.4)).filter(ImageFilter.GaussianBlur(2))
         plate = tuple(int(v) for v in rng.integers(0, 256, 3))
         ink = tuple(int((v + 128 + rng.integers(-40, 40)) % 256) for v in plate)
@@ -294,9 +296,9 @@ def draw_svhn(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], lis
         origin = (z / 2 - mid + rng.normal(0, 2), z / 2 - (box[1] + box[3]) / 2 + rng.normal(0, 2))
         draw.text(origin, text, font=font, fill=ink)
         im = im.rotate(rng.normal(0, 6), Image.BILINEAR).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
-        xs.append(jitter_colour(rng, downsample(im, size), 0.2))
-        ys.append(c)
-    return xs, ys
+        return jitter_colour(rng, downsample(im, size), 0.2)
+
+    return cycle_classes(n, 10, paint)
 
 
 SIGNS = (("circle", "red", "20"), ("circle", "red", "30"), ("circle", "red", "50"), ("circle", "red", "60"),
@@ -333,9 +335,8 @@ def _sign(draw: ImageDraw.ImageDraw, shape: str, style: str, cx: float, cy: floa
 def draw_signs(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], list[int]]:
     """GTSRB analogue: 22 sign types with viewpoint, lighting and blur changes on real photo crops."""
     font_path, z = font_files()[1], size * SUPERSAMPLE
-    xs, ys = [], []
-    for i in range(n):
-        c = i % len(SIGNS)
+
+    def paint(c: int) -> Array:
         shape, style, symbol = SIGNS[c]
         im = Image.fromarray(background(rng, split, z, 0.2, 0.6))
         draw = ImageDraw.Draw(im)
@@ -352,17 +353,16 @@ def draw_signs(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], li
         im = im.transform(im.size, Image.AFFINE, affine, Image.BILINEAR)
         im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.8)))
         lit = downsample(im, size).astype(np.float32) * rng.uniform(0.35, 1.3)
-        xs.append(np.clip(lit, 0, 255).astype(np.uint8))
-        ys.append(c)
-    return xs, ys
+        return np.clip(lit, 0, 255).astype(np.uint8)
+
+    return cycle_classes(n, len(SIGNS), paint)
 
 
 def draw_pedestrian(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], list[int]]:
     """Daimler analogue (grayscale): an articulated walking figure vs. clutter on people-free photo crops."""
     z = size * SUPERSAMPLE
-    xs, ys = [], []
-    for i in range(n):
-        c = i % 2
+
+    def paint(c: int) -> Array:
         im = Image.fromarray(background(rng, split, z, 0.2, 0.7, NO_PEOPLE)).convert("L")
         draw = ImageDraw.Draw(im)
         for _ in range(int(rng.integers(0, 3))):  # clutter in both classes: poles and boxes
@@ -376,9 +376,9 @@ def draw_pedestrian(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array
         im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
         a = downsample(im, size).astype(np.float32)
         a = (a - a.mean()) * rng.uniform(0.6, 1.3) + a.mean() + rng.normal(0, 4, a.shape)
-        xs.append(np.clip(a, 0, 255).astype(np.uint8))
-        ys.append(c)
-    return xs, ys
+        return np.clip(a, 0, 255).astype(np.uint8)
+
+    return cycle_classes(n, 2, paint)
 
 
 def _walker(rng: Rng, draw: ImageDraw.ImageDraw, z: int) -> None:
@@ -453,9 +453,8 @@ def draw_flowers(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], 
     """VGG-Flowers analogue: rose-curve flowers (petal count, shape, hue, layers) on blurred foliage."""
     classes, z = flower_classes(), size * SUPERSAMPLE
     t = np.linspace(0, 2 * np.pi, 200)
-    xs, ys = [], []
-    for i in range(n):
-        c = i % len(classes)
+
+    def paint(c: int) -> Array:
         p = classes[c]
         bg = (background(rng, split, z, 0.2, 0.6).astype(np.float32) * np.array([0.3, 0.6, 0.3])).astype(np.uint8)
         im = Image.fromarray(bg).filter(ImageFilter.GaussianBlur(3))
@@ -470,9 +469,9 @@ def draw_flowers(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], 
         cr = r0 * p.centre
         draw.ellipse([cx - cr, cy - cr, cx + cr, cy + cr], fill=(230, 190, 30))
         im = im.rotate(rng.uniform(0, 360), Image.BILINEAR).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1)))
-        xs.append(jitter_colour(rng, downsample(im, size), 0.1))
-        ys.append(c)
-    return xs, ys
+        return jitter_colour(rng, downsample(im, size), 0.1)
+
+    return cycle_classes(n, len(classes), paint)
 
 
 MOTIONS = ("right", "left", "up", "down", "rot_cw", "rot_ccw", "zoom_in", "zoom_out", "orbit", "oscillate_h")
@@ -496,9 +495,8 @@ def draw_dynamic(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], 
     mask = Image.new("L", (sprite_px, sprite_px), 0)
     ImageDraw.Draw(mask).ellipse([0, 0, sprite_px - 1, sprite_px - 1], fill=255)
     all_photos = list(photos().values())
-    xs, ys = [], []
-    for i in range(n):
-        c = i % len(MOTIONS)
+
+    def paint(c: int) -> Array:
         bg = Image.fromarray(background(rng, split, size, 0.3, 0.8))
         sprite = Image.fromarray(random_patch(rng, all_photos[int(rng.integers(len(all_photos)))], sprite_px, 0.1, 0.3))
         speed = rng.uniform(1.5, 2.5) * size / 36
@@ -513,9 +511,9 @@ def draw_dynamic(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], 
                         mask.rotate(angle).resize((px, px)))
             acc += weights[t] * np.asarray(frame, np.float32)
         acc -= acc.min()
-        xs.append((acc / max(1e-3, float(acc.max())) * 255).astype(np.uint8))
-        ys.append(c)
-    return xs, ys
+        return (acc / max(1e-3, float(acc.max())) * 255).astype(np.uint8)
+
+    return cycle_classes(n, len(MOTIONS), paint)
 
 
 @dataclass(frozen=True)
@@ -561,9 +559,8 @@ def _airframe(p: AircraftClass, z: int, grey: int) -> tuple[Image.Image, Image.I
 def draw_aircraft(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array], list[int]]:
     """FGVC-Aircraft analogue: fine-grained top-view silhouettes differing by sweep, engines, tail and length."""
     classes, z = aircraft_classes(), size * SUPERSAMPLE
-    xs, ys = [], []
-    for i in range(n):
-        c = i % len(classes)
+
+    def paint(c: int) -> Array:
         sky = np.array([rng.uniform(120, 200), rng.uniform(150, 220), rng.uniform(200, 255)])
         grad = np.linspace(0.85, 1.1, z)[:, None, None] * sky
         canvas = Image.fromarray(np.clip(grad + rng.normal(0, 5, (z, z, 3)), 0, 255).astype(np.uint8))
@@ -573,9 +570,9 @@ def draw_aircraft(rng: Rng, split: str, n: int, size: int) -> tuple[list[Array],
         mask = mask.rotate(angle, Image.BILINEAR).resize((side, side))
         shade = shade.rotate(angle, Image.BILINEAR).resize((side, side))
         canvas.paste(shade, (int((z - side) // 2 + off[0]), int((z - side) // 2 + off[1])), mask)
-        xs.append(downsample(canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1))), size))
-        ys.append(c)
-    return xs, ys
+        return downsample(canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1))), size)
+
+    return cycle_classes(n, len(classes), paint)
 
 
 # ----------------------------------------------------------------------------------------------- domain table
