@@ -21,6 +21,7 @@ from mpnas.data.prepared import PreparedDataset
 from mpnas.evaluation.added import added_records
 from mpnas.evaluation.metrics import split_accuracy
 from mpnas.extend.grow import grow_model, new_node_ids, old_tensors_changed, trainable_parameters
+from mpnas.extend.phase import Phase
 from mpnas.extend.search import AddDomainSearch
 from mpnas.extend.train import NewDomainTrainer
 from mpnas.models.multipath import ARCH_FILE, WEIGHTS_FILE, MultiPathNet, load_model, read_architecture, save_model
@@ -112,6 +113,18 @@ def _load_resumable(path: Path, fingerprint: dict, data_hash: str, data_dir: str
     return st
 
 
+def run_phase(phase: Phase, checkpoint: Path, stamp: dict[str, Any], resume: bool, data_dir: str | Path, say: Log,
+              on_log: Optional[OnLog]) -> None:
+    """Run the search or the training to its end, checkpointing under its name with `stamp` (fingerprint and data
+    hash). With `resume`, continue from the checkpoint if there is one, once checked to be for the same inputs."""
+    st = _load_resumable(checkpoint, stamp["fingerprint"], stamp["data_hash"], data_dir) if resume else None
+    if st is not None:
+        phase.load_state_dict(st[phase.name])
+        say(f"resuming the add-domain {phase.noun} at step {phase.step}/{phase.total}")
+    phase.run(lambda s: save_state(checkpoint, {**stamp, phase.name: s}), say,
+              (lambda step, m: on_log(phase.name, step, m)) if on_log else None)
+
+
 # --------------------------------------------------------------------------------------------------------- checks
 @torch.no_grad()
 def old_domains_identical(parent: MultiPathNet, grown: MultiPathNet, ds: PreparedDataset, limit: Optional[int] = 512
@@ -154,12 +167,7 @@ def add_domain(cfg: MpnasConfig, model_dir: str | Path, data_dir: str | Path, do
     search = AddDomainSearch(cfg, ds, domain, host)
     search_ckpt, train_ckpt = out_dir / SEARCH_CHECKPOINT, out_dir / TRAIN_CHECKPOINT
     stamp = {"fingerprint": fingerprint, "data_hash": ds.content_hash}
-    st = _load_resumable(search_ckpt, fingerprint, ds.content_hash, data_dir) if resume else None
-    if st is not None:
-        search.load_state_dict(st["search"])
-        say(f"resuming the add-domain search at step {search.step}/{search.total}")
-    search.run(lambda s: save_state(search_ckpt, {**stamp, "search": s}), say,
-               (lambda step, m: on_log("search", step, m)) if on_log else None)
+    run_phase(search, search_ckpt, stamp, resume, data_dir, say, on_log)
     genotype = search.genotype()
     say(f"{domain}: {genotype}")
 
@@ -169,12 +177,7 @@ def add_domain(cfg: MpnasConfig, model_dir: str | Path, data_dir: str | Path, do
         grown.classifiers[domain][1].load_state_dict(search.classifier.state_dict())
     trainable = trainable_parameters(parent, grown, domain)
     trainer = NewDomainTrainer(cfg, ds, grown, domain, trainable, resolve_device(cfg.train.device))
-    st = _load_resumable(train_ckpt, fingerprint, ds.content_hash, data_dir) if resume else None
-    if st is not None:
-        trainer.load_state_dict(st["train"])
-        say(f"resuming the add-domain training at step {trainer.step}/{cfg.train.steps}")
-    trainer.run(lambda s: save_state(train_ckpt, {**stamp, "train": s}), say,
-                (lambda step, m: on_log("train", step, m)) if on_log else None)
+    run_phase(trainer, train_ckpt, stamp, resume, data_dir, say, on_log)
 
     # 3. check that nothing old moved, measure, write
     grown = grown.cpu().eval()

@@ -17,9 +17,7 @@ REINFORCE with an EMA (or leave-one-out) baseline are the main search's (mpnas.n
 
 from __future__ import annotations
 
-import math
-import time
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +27,9 @@ from torch import nn
 from mpnas.config import MpnasConfig, resolve_device
 from mpnas.data.loading import MultiDomainLoader
 from mpnas.data.prepared import PreparedDataset
-from mpnas.loop import (build_optimizer, decay_groups, format_duration, rng_states, seed_everything, set_lr,
-                        set_rng_states, warmup_cosine, warmup_steps)
+from mpnas.extend.phase import Phase
+from mpnas.loop import (build_optimizer, decay_groups, rng_states, seed_everything, set_lr, set_rng_states,
+                        warmup_cosine, warmup_steps)
 from mpnas.models import blocks
 from mpnas.models.blocks import init_classifier
 from mpnas.models.multipath import MultiPathNet, node_id
@@ -40,21 +39,22 @@ from mpnas.nas.search import val_batch_size
 from mpnas.nas.supernet import MIX, SuperNet
 from mpnas.space import Genotype
 
-Log = Callable[[str], None]
 
-
-class AddDomainSearch:
+class AddDomainSearch(Phase):
     """State of one add-domain search: supernet, classifier, controller, optimisers, loaders, history.
 
     `host` is the parent model grown by the new domain with a path of old nodes only (so every old node exists
     with a BN row for the new domain); it is frozen and only read."""
+
+    name = noun = "search"
 
     def __init__(self, cfg: MpnasConfig, ds: PreparedDataset, domain: str, host: MultiPathNet):
         s = self.s = cfg.search
         self.cfg, self.ds, self.domain, self.host = cfg, ds, domain, host
         self.space = host.space
         self.device = resolve_device(s.device)
-        self.total, self.K = s.steps, s.paths_per_domain
+        self._start(s.steps, s.log_every, s.checkpoint_every)
+        self.K = s.paths_per_domain
         seed_everything(cfg.seed)
         self.index = host.index[domain]
         self.existing = {(li, str(c)) for k, (li, c) in host.node_specs.items()}
@@ -77,8 +77,6 @@ class AddDomainSearch:
         self.val_loader = MultiDomainLoader(ds, [domain], "searchval", val_batch_size(cfg), cfg.data,
                                             seed=cfg.seed + 1, device=self.device, augment=False)
         self.rng = np.random.default_rng(cfg.seed + 99_991)
-        self.step, self.elapsed = 0, 0.0
-        self.history: list[dict[str, Any]] = []
 
     # ---- the mixed forward pass
     def features(self, x: torch.Tensor, ops: list) -> torch.Tensor:
@@ -120,14 +118,7 @@ class AddDomainSearch:
             lg = self.logits(xk, path)
             losses.append(F.cross_entropy(lg, yk, label_smoothing=s.label_smoothing))
             accs.append((lg.argmax(1) == yk).float().mean())
-        loss = torch.stack(losses).mean()
-        loss_f = float(loss.detach())
-        if not math.isfinite(loss_f):
-            raise FloatingPointError(f"add-domain search step {t + 1}: non-finite loss (try a lower search.lr)")
-        set_lr(self.optimizer, lr)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss_f = self.descend(torch.stack(losses).mean(), lr)
 
         vx, vy = self.val_loader.next_batch()[self.domain]
         with torch.no_grad():
@@ -158,16 +149,19 @@ class AddDomainSearch:
     def genotype(self) -> Genotype:
         return self.controller.argmax_genotype()
 
-    # ---- state (weights-only checkpoint contents)
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "elapsed": self.elapsed, "history": list(self.history),
-                "supernet": self.supernet.state_dict(), "classifier": self.classifier.state_dict(),
+    def progress(self, row: dict[str, Any]) -> str:
+        return (f"reward {row['reward']:.3f} | acc {row['accuracy']:.3f} | entropy {row['entropy']:.1f} | "
+                f"new params/P0 {row['marginal_params_ratio']:.2f} | loss {row['loss']:.3f}")
+
+    # ---- state (weights-only checkpoint contents; Phase adds step, elapsed and history)
+    def _state(self) -> dict[str, Any]:
+        return {"supernet": self.supernet.state_dict(), "classifier": self.classifier.state_dict(),
                 "controller": self.controller.state_dict(), "baseline": self.baseline.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rl_optimizer": self.rl_optimizer.state_dict(),
                 "rng": rng_states(), "sample_rng": self.rng.bit_generator.state,
                 "loaders": {"train": self.train_loader.state_dict(), "val": self.val_loader.state_dict()}}
 
-    def load_state_dict(self, st: dict[str, Any]) -> None:
+    def _load(self, st: dict[str, Any]) -> None:
         self.supernet.load_state_dict(st["supernet"])
         self.classifier.load_state_dict(st["classifier"])
         self.controller.load_state_dict(st["controller"])
@@ -178,27 +172,3 @@ class AddDomainSearch:
         self.rng.bit_generator.state = st["sample_rng"]
         self.train_loader.load_state_dict(st["loaders"]["train"])
         self.val_loader.load_state_dict(st["loaders"]["val"])
-        self.step, self.elapsed, self.history = int(st["step"]), float(st["elapsed"]), list(st["history"])
-
-    # ---- loop
-    def run(self, save: Callable[[dict[str, Any]], None], log: Optional[Log] = None,
-            on_log: Optional[Callable[[int, dict[str, float]], None]] = None) -> None:
-        """Run the remaining steps; `save(state)` every checkpoint_every steps and at the end."""
-        start_step, start, base = self.step, time.perf_counter(), self.elapsed
-        while self.step < self.total:
-            row = self.run_step()
-            self.step += 1
-            self.history.append(row)
-            self.elapsed = base + time.perf_counter() - start
-            done = self.step == self.total
-            if self.step % self.s.log_every == 0 or done:
-                rate = (self.step - start_step) / max(1e-9, time.perf_counter() - start)
-                eta = (self.total - self.step) / rate if rate > 0 else math.inf
-                if log is not None:
-                    log(f"add-domain search {self.step}/{self.total} | {rate:.2f} step/s | ETA {format_duration(eta)} "
-                        f"| reward {row['reward']:.3f} | acc {row['accuracy']:.3f} | entropy {row['entropy']:.1f} | "
-                        f"new params/P0 {row['marginal_params_ratio']:.2f} | loss {row['loss']:.3f}")
-                if on_log is not None:
-                    on_log(self.step, {k: float(v) for k, v in row.items() if isinstance(v, (int, float))})
-            if self.step % self.s.checkpoint_every == 0 or done:
-                save(self.state_dict())

@@ -8,8 +8,6 @@ row-wise (per-domain affine BN) has its other rows' gradients zeroed and no weig
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any, Callable, Optional
 
 import torch
@@ -19,15 +17,15 @@ from mpnas.config import MpnasConfig
 from mpnas.data.loading import MultiDomainLoader
 from mpnas.data.prepared import PreparedDataset
 from mpnas.extend.grow import Trainable, freeze_all_but
-from mpnas.loop import (build_optimizer, format_duration, rng_states, set_lr, set_rng_states, warmup_cosine,
-                        warmup_steps)
+from mpnas.extend.phase import Log, Phase
+from mpnas.loop import OnLog, build_optimizer, rng_states, set_rng_states, warmup_cosine, warmup_steps
 from mpnas.models.multipath import MultiPathNet
 
-Log = Callable[[str], None]
 
-
-class NewDomainTrainer:
+class NewDomainTrainer(Phase):
     """The state of training one added domain (what a checkpoint captures)."""
+
+    name, noun = "train", "training"
 
     def __init__(self, cfg: MpnasConfig, ds: PreparedDataset, grown: MultiPathNet, domain: str,
                  trainable: Trainable, device: torch.device):
@@ -44,8 +42,7 @@ class NewDomainTrainer:
         self.loader = MultiDomainLoader(ds, [domain], "train", tc.batch_size, cfg.data, seed=cfg.seed + 17,
                                         device=device, augment=True)
         self.warmup = warmup_steps(tc.warmup_fraction, tc.steps)
-        self.step, self.elapsed = 0, 0.0
-        self.history: list[dict[str, Any]] = []
+        self._start(tc.steps, tc.log_every, tc.checkpoint_every)
 
     def run_step(self) -> dict[str, Any]:
         t, tc = self.step, self.tc
@@ -53,50 +50,29 @@ class NewDomainTrainer:
         x, y = self.loader.next_batch()[self.domain]
         self.grown.train()
         logits = self.grown(x, self.domain)
-        loss = F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing)
-        loss_f = float(loss.detach())
-        if not math.isfinite(loss_f):
-            raise FloatingPointError(f"add-domain training step {t + 1}: non-finite loss (try a lower train.lr)")
-        set_lr(self.optimizer, lr)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss_f = self.descend(F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing), lr)
         return {"step": t + 1, "domain": self.domain, "loss": loss_f, "lr": lr,
                 "train_accuracy": float((logits.argmax(1) == y).float().mean())}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "elapsed": self.elapsed, "history": list(self.history),
-                "model": self.grown.state_dict(), "optimizer": self.optimizer.state_dict(),
+    def progress(self, row: dict[str, Any]) -> str:
+        return f"loss {row['loss']:.3f} | train acc {row['train_accuracy']:.3f}"
+
+    # ---- state (weights-only checkpoint contents; Phase adds step, elapsed and history)
+    def _state(self) -> dict[str, Any]:
+        return {"model": self.grown.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "loader": self.loader.state_dict(), "rng": rng_states()}
 
-    def load_state_dict(self, st: dict[str, Any]) -> None:
+    def _load(self, st: dict[str, Any]) -> None:
         self.grown.load_state_dict(st["model"])
         self.optimizer.load_state_dict(st["optimizer"])
         self.loader.load_state_dict(st["loader"])
         set_rng_states(st["rng"])
-        self.step, self.elapsed, self.history = int(st["step"]), float(st["elapsed"]), list(st["history"])
 
     def run(self, save: Callable[[dict[str, Any]], None], log: Optional[Log] = None,
-            on_log: Optional[Callable[[int, dict[str, float]], None]] = None) -> None:
-        start_step, start, base = self.step, time.perf_counter(), self.elapsed
+            on_log: Optional[OnLog] = None) -> None:
+        """Phase.run, then the freezing hooks come off and the model is left in eval mode (also on an error)."""
         try:
-            while self.step < self.tc.steps:
-                row = self.run_step()
-                self.step += 1
-                self.history.append(row)
-                self.elapsed = base + time.perf_counter() - start
-                done = self.step == self.tc.steps
-                if self.step % self.tc.log_every == 0 or done:
-                    rate = (self.step - start_step) / max(1e-9, time.perf_counter() - start)
-                    eta = (self.tc.steps - self.step) / rate if rate > 0 else math.inf
-                    if log is not None:
-                        log(f"add-domain train {self.step}/{self.tc.steps} | {rate:.2f} step/s | "
-                            f"ETA {format_duration(eta)} | loss {row['loss']:.3f} | "
-                            f"train acc {row['train_accuracy']:.3f}")
-                    if on_log is not None:
-                        on_log(self.step, {k: float(v) for k, v in row.items() if isinstance(v, (int, float))})
-                if self.step % self.tc.checkpoint_every == 0 or done:
-                    save(self.state_dict())
+            super().run(save, log, on_log)
         finally:
             for h in self.hooks:
                 h.remove()

@@ -2,6 +2,7 @@
 parameters counted, resume, the search's use of the frozen trained nodes."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -83,8 +84,12 @@ def _through(model, keys, x):
 
 def test_resume_after_a_finished_run_gives_the_same_model(added, add_cfg, add_data, tmp_path):
     parent_dir, out, result = added
-    again = add_domain(add_cfg, parent_dir, add_data, "gamma", out, resume=True)
+    lines: list[str] = []
+    again = add_domain(add_cfg, parent_dir, add_data, "gamma", out, resume=True, log=lines.append)
     assert again.summary["genotype"] == result.summary["genotype"]
+    s, t = add_cfg.search.steps, add_cfg.train.steps
+    assert f"resuming the add-domain search at step {s}/{s}" in lines
+    assert f"resuming the add-domain training at step {t}/{t}" in lines
     assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
                                                  result.model.state_dict().values()))
 
@@ -105,8 +110,16 @@ def test_resume_after_an_interrupted_search_continues_bit_for_bit(add_cfg, add_d
         add_domain(cfg, parent_dir, add_data, "gamma", tmp_path / "resumed")
     ran = []
     monkeypatch.setattr(AddDomainSearch, "run_step", lambda self: ran.append(self.step) or real_step(self))
-    resumed = add_domain(cfg, parent_dir, add_data, "gamma", tmp_path / "resumed", resume=True)
+    lines, logged = [], []
+    resumed = add_domain(cfg, parent_dir, add_data, "gamma", tmp_path / "resumed", resume=True, log=lines.append,
+                         on_log=lambda phase, step, m: logged.append((phase, step, "loss" in m)))
     assert ran == [3, 4, 5]  # continued from the step-3 checkpoint, not from the start
+    s, t = cfg.search.steps, cfg.train.steps
+    assert re.fullmatch(rf"add-domain search {s}/{s} \| [0-9.]+ step/s \| ETA \S+ \| reward .* \| loss [0-9.]+",
+                        next(x for x in lines if x.startswith(f"add-domain search {s}/")))
+    assert re.fullmatch(rf"add-domain train {t}/{t} \| [0-9.]+ step/s \| ETA \S+ \| loss [0-9.]+ \| train acc [0-9.]+",
+                        next(x for x in lines if x.startswith(f"add-domain train {t}/")))
+    assert ("search", s, True) in logged and ("train", t, True) in logged
     assert resumed.summary["genotype"] == straight.summary["genotype"]
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
