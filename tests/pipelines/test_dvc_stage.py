@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import steps.ingest as ingest
+import steps.ingest_dvc as ingest
 from mpnas.config import MpnasConfig
-from steps.ingest import CODE_ROOT, dvc_prepare, prepare_code, prepare_stage
+from steps.ingest_dvc import CODE_ROOT, dvc_prepare, prepare_code, prepare_stage
 
 BIN = Path(sys.executable).parent
 TINY = {"name": "tiny", "data": {"source": "embedded", "domains": ["digits8"], "prepared_dir": "data/prepared/tiny",
