@@ -152,9 +152,10 @@ def render(r: dict) -> str:
         f"val {s['val_batch']}/domain, grouped={s['grouped']}, steps after the RL delay) alternate with "
         f"torchvision mobilenet_v3_small training steps at {s['crop']} px, batch {r['mnv3_batch']} (chosen so a step "
         f"has the search step's FLOPs); medians over {r['timed_rounds']} rounds. {r['torch_threads']} torch threads, "
-        f"{r['cpu_count']} cores. **The machine was not quiet**: other engineers' jobs ran (1-min load average "
-        f"{load['start']:.1f} at the start, {load['end']:.1f} at the end), so absolute GFLOP/s are low; the ratio "
-        "compares steps that alternated under the same load.", "",
+        f"{r['cpu_count']} cores, 1-min load average {load['start']:.1f} at the start and {load['end']:.1f} at the "
+        f"end (the benchmark itself keeps {r['torch_threads']} threads busy, so a load well above that means other "
+        "jobs shared the machine and absolute GFLOP/s are low); the ratio compares steps that alternated under the "
+        "same load.", "",
         "| measurement | value |", "|---|---:|",
         f"| search step | {r['search_step_s']:.3f} s, {r['search_step_gflop']:.2f} GFLOP |",
         f"| mobilenet_v3_small step (batch {r['mnv3_batch']}, {r['mnv3_forward_mflop_per_image']:.2f} MFLOP/image "
