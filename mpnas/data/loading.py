@@ -1,7 +1,8 @@
 """Fast multi-domain batches from a prepared dataset: index the memory-mapped arrays, augment on tensors.
 
-No per-image decoding happens in the training loop: a batch is one fancy-index into a uint8 array, then crop,
-flip and normalisation run vectorised in torch (on the training device when it is a GPU).
+No per-image decoding happens in the training loop: the crops of a batch are one fancy-index into a strided
+window view of the uint8 memory map (flipped images copied from a column-reversed view), then normalisation runs in
+numpy on the CPU, or in torch on the training device when it is a GPU.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import as_strided
 
 from mpnas.config import AugmentConfig, DataConfig, SamplingConfig
 from mpnas.data.prepared import DatasetError, PreparedDataset
 
 Batch = dict[str, tuple[torch.Tensor, torch.Tensor]]
+CENTRE_CROP = AugmentConfig(random_crop=False, flip=False, pad=0)
 
 
 def domain_probabilities(sizes: dict[str, int], sampling: SamplingConfig) -> dict[str, float]:
@@ -53,6 +56,13 @@ class Normalizer:
         x = x_uint8_nhwc.transpose(0, 3, 1, 2).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(x * self.np_scale + self.np_bias))
 
+    def numpy_nchw(self, x_uint8_nchw: np.ndarray) -> torch.Tensor:
+        """numpy() for crops in NCHW order (any memory layout): two passes into one new C-contiguous float32 array.
+        Same values: uint8 -> float32 is exact, then the same float32 multiply and add."""
+        out = np.empty(x_uint8_nchw.shape, np.float32)
+        np.multiply(x_uint8_nchw, self.np_scale, out=out)
+        return torch.from_numpy(np.add(out, self.np_bias, out=out))
+
 
 def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
     """x: (N, C, H, W)."""
@@ -61,29 +71,70 @@ def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., top:top + crop, left:left + crop]
 
 
-def augment_uint8(x: np.ndarray, crop: int, aug: AugmentConfig, gen: torch.Generator) -> np.ndarray:
-    """Per-sample random crop (after optional reflect padding) and horizontal flip of uint8 NHWC images.
+def crop_windows(src: np.ndarray, crop: int, flipped: bool = False) -> np.ndarray:
+    """Read-only view (N, H-crop+1, W-crop+1, C, crop, crop) of NHWC images: [n, top, left] is image n's crop at
+    (top, left) in CHW order, columns reversed when `flipped`.
 
-    Runs before normalisation, on uint8, with one gather for all crops: cheaper than float ops on the batch, and
-    the result is the same because crop, flip and padding commute with the per-channel normalisation.
+    Why: indexing it with (images, tops, lefts) copies each crop once, straight from the memory map and already in
+    the network's NCHW axis order, in block copies instead of a gather of crop*crop*C bytes through index grids.
     """
-    n, h, w, _ = x.shape
-    if aug.pad:
-        x = np.pad(x, ((0, 0), (aug.pad, aug.pad), (aug.pad, aug.pad), (0, 0)), mode="reflect")
-        h, w = h + 2 * aug.pad, w + 2 * aug.pad
+    n, h, w, c = src.shape
+    s0, s1, s2, s3 = src.strides
+    shape = (n, h - crop + 1, w - crop + 1, c, crop, crop)
+    if not flipped:
+        return as_strided(src, shape, (s0, s1, s2, s3, s1, s2), writeable=False)
+    return as_strided(src[:, :, crop - 1:], shape, (s0, s1, s2, s3, s1, -s2), writeable=False)
+
+
+class CropSource:
+    """Plain and column-reversed crop windows of one NHWC uint8 array (a domain's memory map, or a padded batch)."""
+
+    def __init__(self, src: np.ndarray, crop: int):
+        self.images, self.shape = src, src.shape
+        self.plain, self.flipped = crop_windows(src, crop), crop_windows(src, crop, flipped=True)
+
+    def gather(self, idx: np.ndarray, tops: np.ndarray, lefts: np.ndarray, flip: Optional[np.ndarray]
+               ) -> np.ndarray:
+        """uint8 (k, C, crop, crop) crops of images `idx` (numpy lays them out in memory as NHWC, the source's
+        order). The flipped ones are copied one by one: numpy's fancy indexing over a negative-stride view is ~30x
+        slower than copying each view."""
+        x = self.plain[idx, tops, lefts]
+        if flip is not None:
+            for i in np.flatnonzero(flip).tolist():
+                x[i] = self.flipped[idx[i], tops[i], lefts[i]]
+        return x
+
+
+def draw_augment(n: int, h: int, w: int, crop: int, aug: AugmentConfig, gen: torch.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Crop offsets (tops, lefts) and flips of n images of h x w (after padding); None when `aug` never flips.
+
+    The generator draws tops, lefts, then flips, and only what `aug` needs: this order is what makes a seed's batches
+    (and a resumed run's) the same as before.
+    """
     if aug.random_crop and (h > crop or w > crop):
         tops = torch.randint(0, h - crop + 1, (n,), generator=gen).numpy()
         lefts = torch.randint(0, w - crop + 1, (n,), generator=gen).numpy()
-        rows = (tops[:, None] + np.arange(crop))[:, :, None]
-        cols = (lefts[:, None] + np.arange(crop))[:, None, :]
-        x = x[np.arange(n)[:, None, None], rows, cols]
     else:
-        top, left = (h - crop) // 2, (w - crop) // 2
-        x = x[:, top:top + crop, left:left + crop]
-    if aug.flip:
-        flip = (torch.rand(n, generator=gen) < 0.5).numpy()
-        x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-    return np.ascontiguousarray(x)
+        tops, lefts = np.full(n, (h - crop) // 2), np.full(n, (w - crop) // 2)
+    flip = (torch.rand(n, generator=gen) < 0.5).numpy() if aug.flip else None
+    return tops, lefts, flip
+
+
+def augment_uint8(source: CropSource, idx: np.ndarray, crop: int, aug: AugmentConfig, gen: torch.Generator
+                  ) -> np.ndarray:
+    """Per-sample random crop (after optional reflect padding) and horizontal flip: uint8 (k, C, crop, crop).
+
+    Runs before normalisation, on uint8: cheaper than float ops on the batch, and the result is the same because
+    crop, flip and padding commute with the per-channel normalisation.
+    """
+    if aug.pad:
+        p = aug.pad
+        batch = np.pad(np.asarray(source.images[idx]), ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+        source, idx = CropSource(batch, crop), np.arange(len(idx))
+    _, h, w, _ = source.shape
+    tops, lefts, flip = draw_augment(len(idx), h, w, crop, aug, gen)
+    return source.gather(idx, tops, lefts, flip)
 
 
 class EpochCycle:
@@ -172,6 +223,9 @@ class MultiDomainLoader:
         self.rng = np.random.default_rng(seed + 7)
         self.gen = torch.Generator().manual_seed(seed + 11)
         self.step = 0
+        # without augmentation a batch is the centre crop: no padding, no flip, no generator draws
+        self.augs = {d: cfg.augment_for(d) if augment else CENTRE_CROP for d in self.domains}
+        self.sources = {d: CropSource(self.images[d], self.crop) for d in self.domains}
 
     def _counts(self) -> dict[str, int]:
         if self.cfg.sampling.strategy == "uniform":
@@ -182,16 +236,12 @@ class MultiDomainLoader:
 
     def domain_batch(self, domain: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.streams[domain].take(k)
-        x = np.asarray(self.images[domain][idx])
-        if self.augment:
-            x = augment_uint8(x, self.crop, self.cfg.augment_for(domain), self.gen)
-        else:
-            top = (x.shape[1] - self.crop) // 2
-            x = x[:, top:top + self.crop, top:top + self.crop]
+        x = augment_uint8(self.sources[domain], idx, self.crop, self.augs[domain], self.gen)
         y = torch.from_numpy(self.labels[domain][idx]).to(self.device)
         if self.device.type == "cpu":
-            return self.norm[domain].numpy(x), y
-        return self.norm[domain](torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True)), y
+            return self.norm[domain].numpy_nchw(x), y
+        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy: the gather keeps the source's NHWC layout
+        return self.norm[domain](torch.from_numpy(nhwc).to(self.device, non_blocking=True)), y
 
     def next_batch(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         self.step += 1
