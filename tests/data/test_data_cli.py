@@ -37,3 +37,16 @@ def test_errors_exit_non_zero_and_name_the_file(tmp_path, fx, capsys):
     assert "not a prepared dataset" in capsys.readouterr().err
     assert main(["data", "prepare", "--source", "decathlon", "--root", str(root), "--out", str(tmp_path / "o3"),
                  "--set", "data.bogus=1"]) == 2
+
+
+def test_flags_are_validated_as_the_data_section(tmp_path, fx, capsys):
+    """Flags become a DataConfig (its limits, one message per bad flag, exit 1); a --size below the default crop
+    works, since crop is a training setting that prepare does not read."""
+    root = fx.make_decathlon(tmp_path / "dec", {"alpha": 2})
+    base = ["data", "prepare", "--source", "decathlon", "--root", str(root)]
+    assert main([*base, "--out", str(tmp_path / "bad"), "--searchval-fraction", "0.7", "--size", "4"]) == 1
+    err = capsys.readouterr().err
+    assert "data.searchval_fraction" in err and "data.size" in err and "--searchval-fraction 0.7" in err
+    assert not (tmp_path / "bad").exists()
+    assert main([*base, "--out", str(tmp_path / "small"), "--size", "12"]) == 0
+    assert PreparedDataset(tmp_path / "small").size == 12
