@@ -25,6 +25,8 @@ MAX_BATCH = 4096
 _UPPER_BOUNDS = {
     "batch_size": (MAX_BATCH, f"a step holds batch_size images per domain and their activations in memory; above "
                               f"{MAX_BATCH} it cannot fit in the memory of a typical machine"),
+    "size": (512, "prepared images are stored uncompressed (N x size x size x 3 bytes per split) and decoded in "
+                  "memory, so above 512 px a split of a few thousand images no longer fits"),
 }
 
 

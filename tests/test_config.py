@@ -70,3 +70,10 @@ def test_flip_defaults_per_domain():
 def test_flatten_uses_dotted_keys():
     flat = flatten(load_config())
     assert flat["train.steps"] == 600 and "search.loss_weighting.abdp.gamma" in flat
+
+
+def test_data_size_above_bound_says_why():
+    from mpnas.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"data\.size.*above the upper bound 512.*uncompressed"):
+        load_config(None, ["data.size=600"])
