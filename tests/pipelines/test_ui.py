@@ -15,7 +15,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -33,38 +33,72 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def serve(target: str, port_var: str, **make_vars: str) -> Iterator[tuple[str, Callable[[], str]]]:
-    """`make TARGET PORT_VAR=<free port> ...` in its own process group, until its URL answers; yields the URL and a
-    function returning what make printed so far; stopped afterwards."""
-    port = free_port()
-    args = ["make", "--no-print-directory", target, f"{port_var}={port}", *(f"{k}={v}" for k, v in make_vars.items())]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"`{' '.join(args)}` did not serve {url}:\n{log.read().decode(errors='replace')}")
-                time.sleep(1)
-        def output() -> str:
-            log.seek(0)
-            return log.read().decode(errors="replace")
+class Server:
+    """`make TARGET PORT_VAR=<free port> ...` started in its own process group; `url` and what make printed."""
 
-        yield url, output
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    def __init__(self, target: str, port_var: str, **make_vars: str):
+        port = free_port()
+        self.args = ["make", "--no-print-directory", target, f"{port_var}={port}",
+                     *(f"{k}={v}" for k, v in make_vars.items())]
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def answers(self) -> bool:
+        """True once the URL answers; fails the test with make's output when the server died."""
         try:
-            proc.wait(timeout=30)
+            urllib.request.urlopen(self.url, timeout=5).close()
+            return True
+        except OSError:
+            if self.proc.poll() is not None:
+                pytest.fail(f"`{' '.join(self.args)}` exited before serving {self.url}:\n{self.output()}")
+            return False
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had already exited
+            pass
+        self.log.close()
+
+
+@contextmanager
+def serve_all(**servers: tuple[str, dict[str, str]]) -> Iterator[dict[str, Server]]:
+    """Start every `name=(PORT_VAR, make variables)` target at once (their start-ups overlap, which the servers
+    spend importing on separate cores), wait until every URL answers, stop them all afterwards."""
+    started: dict[str, Server] = {}
+    try:
+        for target, (port_var, make_vars) in servers.items():
+            started[target] = Server(target, port_var, **make_vars)
+        deadline = time.monotonic() + 180
+        waiting = dict(started)
+        while waiting:
+            waiting = {k: s for k, s in waiting.items() if not s.answers()}
+            if waiting and time.monotonic() > deadline:
+                pytest.fail("; ".join(f"`{' '.join(s.args)}` did not serve {s.url}:\n{s.output()}"
+                                      for s in waiting.values()))
+            if waiting:
+                time.sleep(1)
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(smoke_runs, mlflow_uri, zenml_stack) -> Iterator[dict[str, Server]]:
+    """`make ui` (MLflow) and `make dashboard` (ZenML) serving the finished smoke run, shared by this module."""
+    with serve_all(ui=("UI_PORT", {"MLFLOW_TRACKING_URI": mlflow_uri}),
+                   dashboard=("DASHBOARD_PORT", {"ZENML_CONFIG_PATH": os.environ["ZENML_CONFIG_PATH"]})) as started:
+        yield started
 
 
 def page_text(url: str, *expected: str, tries: int = 4) -> str:
@@ -83,7 +117,7 @@ def page_text(url: str, *expected: str, tries: int = 4) -> str:
     pytest.fail(f"{url}: {', '.join(e for e in expected if e not in text)} not shown; the page said: {text[:1500]}")
 
 
-def test_mlflow_ui_opens_on_runs_with_dataset_and_logged_model(smoke_runs, mlflow_uri):
+def test_mlflow_ui_opens_on_runs_with_dataset_and_logged_model(smoke_runs, mlflow_uri, servers):
     """The link `make ui` prints opens MLflow's model-training view: the experiment's runs table with the dataset
     column filled, and the run page lists the dataset input and the logged model (not the GenAI overview)."""
     import mlflow
@@ -94,20 +128,19 @@ def test_mlflow_ui_opens_on_runs_with_dataset_and_logged_model(smoke_runs, mlflo
     assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
     run = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{ok.name}'")[0]
     dataset = run.inputs.dataset_inputs[0].dataset
-    with serve("ui", "UI_PORT", MLFLOW_TRACKING_URI=mlflow_uri) as (url, output):
-        printed = re.search(r"MLflow UI: (\S+)", output()).group(1)
-        assert printed.startswith(url) and "workflowType=machine_learning" in printed
-        assert "mpnas_pipeline" in page_text(printed, "mpnas_pipeline")
-        query = printed.split("?", 1)[1]
-        experiment = page_text(f"{url}/#/experiments/{exp.experiment_id}?{query}", ok.name, dataset.name)
-        assert experiment.startswith("Runs - Experiment") and "Token Usage" not in experiment
-        run_page = page_text(f"{url}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}?{query}",
-                             "Logged models (1)", dataset.name)
-        assert re.search(r"Logged models \(1\).*\bmpnas\b", run_page)
+    url = servers["ui"].url
+    printed = re.search(r"MLflow UI: (\S+)", servers["ui"].output()).group(1)
+    assert printed.startswith(url) and "workflowType=machine_learning" in printed
+    assert "mpnas_pipeline" in page_text(printed, "mpnas_pipeline")
+    query = printed.split("?", 1)[1]
+    experiment = page_text(f"{url}/#/experiments/{exp.experiment_id}?{query}", ok.name, dataset.name)
+    assert experiment.startswith("Runs - Experiment") and "Token Usage" not in experiment
+    run_page = page_text(f"{url}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}?{query}",
+                         "Logged models (1)", dataset.name)
+    assert re.search(r"Logged models \(1\).*\bmpnas\b", run_page)
 
 
-def test_zenml_dashboard_lists_the_run(smoke_runs, zenml_stack):
+def test_zenml_dashboard_lists_the_run(smoke_runs, zenml_stack, servers):
     _, ok = smoke_runs
-    with serve("dashboard", "DASHBOARD_PORT", ZENML_CONFIG_PATH=os.environ["ZENML_CONFIG_PATH"]) as (url, _):
-        text = page_text(f"{url}/projects/default/runs", ok.name)
-        assert "mpnas_pipeline" in text
+    text = page_text(f"{servers['dashboard'].url}/projects/default/runs", ok.name)
+    assert "mpnas_pipeline" in text
