@@ -167,6 +167,8 @@ def test_nchw_normalisation_matches_the_nhwc_one():
     for nchw in (x.transpose(0, 3, 1, 2), np.ascontiguousarray(x.transpose(0, 3, 1, 2))):
         got = norm.numpy_nchw(nchw)
         assert got.is_contiguous() and torch.equal(got.view(torch.int32), want.view(torch.int32))
+    nchw = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # the GPU host path's float ops
+    assert torch.equal(norm.nchw(nchw).view(torch.int32), norm(torch.from_numpy(x)).view(torch.int32))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
