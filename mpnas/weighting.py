@@ -5,10 +5,13 @@
                   KPI     k_d <- mu * k_d + (1 - mu) * acc_d          (EMA of training-batch top-1, debiased)
                   kappa   kappa_d = (k_d - c_d) / (1 - c_d)           (chance-corrected, c_d = 1 / classes)
                   gap     g_d = (a_d - kappa_d)_+                      (a_d: attainable chance-corrected accuracy)
-                  balance w_d = floor + (1 - floor) * D * g_d / sum_j g_j, then capped at `cap` with the excess
-                          handed to the uncapped domains, so the weights stay in [floor, cap] with mean 1.
-                a_d is the chance-corrected val top-1 of a reference model (`abdp.reference_metrics`, e.g. the
-                uniform-weight run); without one, a_d = 1 for every domain. Why this rule: the priority is the
+                  balance s_d = floor + (1 - floor) * D * g_d / sum_j g_j, then capped at `cap` with the excess
+                          handed to the uncapped domains, so the shares stay in [floor, cap] with mean 1.
+                  fade    w_d = 1 + f * (s_d - 1), f = min(1, sum_j g_j / sum_j a_j): the prioritisation fades to
+                          uniform as the attainable progress left closes (still in [floor, cap], mean 1).
+                a_d is the chance-corrected accuracy of a reference model (`abdp.reference_metrics`, e.g. the
+                uniform-weight run): its final training-batch top-1 where its metrics carry it (the KPI's own
+                quantity), else its val top-1; without one, a_d = 1 for every domain. Why this rule: the priority is the
                 accuracy a domain can still gain, so a domain already at its reference gets the floor, a domain that
                 no model learns (reference at chance, a_d ~ 0) gets the floor instead of the largest weight, and
                 chance correction stops a 2-class domain at 50% from looking half-learnt. It is bounded (no log
@@ -169,24 +172,40 @@ class Abdp(_AccuracyKpi):
         return {d: max(0.0, self.attainable[d] - chance_corrected(kpi[d], self.chance[d])) for d in self.domains}
 
     def priority_weights(self) -> dict[str, float]:
-        return capped_weights(self.gaps(), self.cfg.abdp.floor, self.cfg.abdp.cap)
+        """Capped gap shares, faded towards uniform by the fraction of attainable progress still open.
+
+        Without the fade a tiny gap left on one domain would take the cap while every other domain sits at the
+        floor, and the weights would jump to uniform once that gap closed (measured, RESULTS.md)."""
+        gaps = self.gaps()
+        shares = capped_weights(gaps, self.cfg.abdp.floor, self.cfg.abdp.cap)
+        attainable = sum(self.attainable.values())
+        open_fraction = min(1.0, sum(gaps.values()) / attainable) if attainable > 0 else 0.0
+        return {d: 1.0 + open_fraction * (w - 1.0) for d, w in shares.items()}
 
 
 def attainable_from_reference(path: Path, domains: list[str], chance: dict[str, float]) -> dict[str, float]:
-    """Chance-corrected val top-1 of a reference metrics.json per domain, clipped to [0, 1].
+    """Chance-corrected attainable accuracy per domain from a reference metrics.json, clipped to [0, 1].
 
-    Val, not test: the weights steer training, and test must stay unseen by every training decision."""
+    Like with like: the KPI is training-batch top-1, so the reference's final training-batch top-1
+    (`train.train_top1_final`, written by the trainer) is used when it covers every domain. Otherwise its val top-1,
+    which sits below training accuracy late in training: every domain's KPI then passes its reference, the gaps hit
+    zero and the weights collapse to floor-or-cap (measured, RESULTS.md). Never test: the weights steer training,
+    and test must stay unseen by every training decision."""
     doc = read_json(path, "set loss_weighting.abdp.reference_metrics to a metrics.json from `mpnas evaluate`")
     ref = doc.get("domains") if isinstance(doc.get("domains"), dict) else {}
     missing = [d for d in domains if not isinstance(ref.get(d), dict) or ref[d].get("top1_val") is None]
     if missing:
         raise ValueError(f"{path}: loss_weighting.abdp.reference_metrics has no domains.<d>.top1_val for "
                          f"{', '.join(missing)}; use a reference model trained on the same domains")
+    train = doc.get("train") if isinstance(doc.get("train"), dict) else {}
+    final = train.get("train_top1_final") if isinstance(train.get("train_top1_final"), dict) else {}
+    use_train = all(isinstance(final.get(d), (int, float)) for d in domains)
     out = {}
     for d in domains:
         c = chance[d] or (1.0 / int(ref[d]["num_classes"]) if ref[d].get("num_classes") else 0.0)
         chance[d] = c
-        out[d] = min(1.0, max(0.0, chance_corrected(float(ref[d]["top1_val"]), c)))
+        acc = float(final[d]) if use_train else float(ref[d]["top1_val"])
+        out[d] = min(1.0, max(0.0, chance_corrected(acc, c)))
     return out
 
 

@@ -122,17 +122,53 @@ def test_abdp_gives_an_unlearnable_domain_the_floor_where_the_focal_rule_gives_i
     _feed(old, 5, acc)
     assert max(old.weights(5), key=old.weights(5).get) == "hard"
     ws = new.weights(5)
-    assert ws["hard"] == pytest.approx(0.3)  # nothing attainable left: the floor
+    # nothing attainable left for hard: the floor share, faded towards 1 by the open fraction of attainable progress
+    gaps = new.gaps()
+    fade = sum(gaps.values()) / sum(new.attainable.values())
+    assert 0 < fade < 1 and ws["hard"] == pytest.approx(1 + fade * (0.3 - 1))
     assert ws["mid"] > ws["easy"] > ws["hard"]  # mid has 0.27 chance-corrected accuracy to gain, easy 0.1
     assert sum(ws.values()) / 3 == pytest.approx(1.0)
+
+
+def test_abdp_fades_to_uniform_as_the_attainable_progress_closes(tmp_path):
+    """No floor-or-cap jump when one small gap is left: weights move continuously towards 1."""
+    classes = {"easy": 10, "hard": 10, "mid": 10}
+    ref = _reference(tmp_path, {"easy": 0.5, "hard": 0.5, "mid": 0.5}, classes)
+    w = build_weighting(_cfg("abdp", burn_in_fraction=0.0, momentum=0.0, reference_metrics=str(ref)), DOMAINS,
+                        100, classes)
+    spreads = []
+    for hard_acc in (0.1, 0.3, 0.45, 0.49, 0.5):
+        _feed(w, 3, {"easy": 0.6, "hard": hard_acc, "mid": 0.6})  # only hard is below its reference
+        ws = w.weights(3)
+        assert sum(ws.values()) == pytest.approx(3.0) and ws["hard"] >= ws["easy"] == pytest.approx(ws["mid"])
+        spreads.append(ws["hard"] - ws["easy"])
+    assert spreads == sorted(spreads, reverse=True) and spreads[-1] == pytest.approx(0.0)
+    assert spreads[-2] < 0.1  # a gap of 1 point out of 44 attainable moves the weights by little
+
+
+def test_abdp_reference_prefers_the_final_training_accuracy(tmp_path):
+    """The KPI is training-batch top-1, so a reference that records its own (train.train_top1_final) is used."""
+    classes = {"easy": 2, "hard": 10, "mid": 10}
+    path = tmp_path / "ref.json"
+    doc = {"domains": {d: {"top1_val": 0.55, "num_classes": c} for d, c in classes.items()},
+           "train": {"train_top1_final": {"easy": 0.9, "hard": 0.3, "mid": 0.6}}}
+    path.write_text(json.dumps(doc))
+    w = build_weighting(_cfg("abdp", reference_metrics=str(path)), DOMAINS, 100, classes)
+    assert w.attainable == pytest.approx({"easy": 0.8, "hard": (0.3 - 0.1) / 0.9, "mid": (0.6 - 0.1) / 0.9})
+    del doc["train"]["train_top1_final"]["mid"]  # incomplete: val top-1 for every domain
+    path.write_text(json.dumps(doc))
+    w = build_weighting(_cfg("abdp", reference_metrics=str(path)), DOMAINS, 100, classes)
+    assert w.attainable["easy"] == pytest.approx(0.1) and w.attainable["mid"] == pytest.approx(0.5)
 
 
 def test_abdp_weights_never_pass_the_cap_and_keep_mean_one():
     w = build_weighting(_cfg("abdp", burn_in_fraction=0.0, momentum=0.0, cap=1.5), DOMAINS, 100,
                         {"easy": 10, "hard": 10, "mid": 10})
     _feed(w, 3, {"easy": 0.99, "hard": 0.1, "mid": 0.98})  # nearly all the gap is hard's
+    shares = capped_weights(w.gaps(), 0.3, 1.5)
+    assert shares["hard"] == pytest.approx(1.5)
     ws = w.weights(3)
-    assert ws["hard"] == pytest.approx(1.5) and max(ws.values()) <= 1.5 + 1e-12
+    assert max(ws.values()) <= 1.5 + 1e-12 and ws["hard"] == max(ws.values())
     assert min(ws.values()) >= 0.3 and sum(ws.values()) == pytest.approx(3.0)
     assert ws["mid"] > ws["easy"]  # the excess over the cap goes to the others in proportion to their gaps
 

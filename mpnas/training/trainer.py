@@ -269,7 +269,8 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
     summary = {"best_step": run.best_step, "best_mean_top1_val": run.best_metric, "best_top1_val": run.best_val,
                "steps_done": run.step, "steps_total": tc.steps, "stopped_early": run.stopped_early,
                "steps_per_s": steps_per_s, "device": str(device), "domains": domains, "share_nodes": share_nodes,
-               "params_total": model.num_parameters(), "seed": cfg.seed}
+               "params_total": model.num_parameters(), "seed": cfg.seed,
+               "train_top1_final": final_train_accuracy(history, domains)}
     if distributed.is_main():  # every rank holds the same weights; one writes
         _write_model_dir(out_dir, cfg, ds, data_dir, model, history, summary)
     if progress:
@@ -277,6 +278,22 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
               f"wrote {out_dir}", file=sys.stdout, flush=True)
     return TrainResult(out_dir, model, history, run.best_step, run.best_val, run.best_metric, run.step,
                        run.stopped_early, steps_per_s, summary)
+
+
+def final_train_accuracy(history: pd.DataFrame, domains: list[str], fraction: float = 0.1) -> dict[str, float]:
+    """Per domain: mean training-batch top-1 over the last `fraction` of the steps (at least one row).
+
+    The same quantity ABDP's KPI tracks, so a later run can use this run as its attainable reference
+    (train.loss_weighting.abdp.reference_metrics) comparing like with like."""
+    out = {}
+    for d in domains:
+        col = f"train_acc/{d}"
+        if col not in history:
+            continue
+        vals = history[col].dropna()
+        if len(vals):
+            out[d] = float(vals.tail(max(1, int(round(len(vals) * fraction)))).mean())
+    return out
 
 
 def _resume(run: _Run, ckpt: Path, progress: bool) -> None:
