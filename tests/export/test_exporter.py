@@ -53,12 +53,10 @@ def test_sharing_is_read_from_constant_tables_without_lowering_single_method_pro
 
 
 @pytest.mark.slow
-def test_measure_sharing_lowers_single_method_programs_and_agrees_with_the_tables(exported, model_dir, export_data,
-                                                                                  tmp_path):
+def test_measure_sharing_lowers_single_method_programs_and_agrees_with_the_tables(exported, measured_sharing_export):
     """The constant-table saving is what separate files repeat in constants; real files add their per-file overhead
     on top, so the file-size saving is slightly larger, never smaller."""
-    cfg = ExportConfig(formats=["executorch"], int8=False, latency_repeats=1, measure_sharing=True)
-    report = export_model(model_dir, tmp_path / "exp", cfg, data_dir=export_data, progress=False)
+    out, report = measured_sharing_export
     s, default = report["sharing"], exported[1]["sharing"]
     assert s["measured_by"] == "single_method_programs" and set(s["single_method_pte_bytes"]) == {"alpha", "beta-2"}
     assert s["combined_pte_bytes"] == default["combined_pte_bytes"]  # same lowering, same bytes
@@ -66,7 +64,7 @@ def test_measure_sharing_lowers_single_method_programs_and_agrees_with_the_table
     table = s["constant_tables"]["saved_bytes"]
     assert table == default["saved_bytes"]
     assert table <= s["saved_bytes"] <= table + 4096 * len(s["single_method_pte_bytes"])
-    assert "single-method program" in (tmp_path / "exp" / "export_report.md").read_text()
+    assert "single-method program" in (out / "export_report.md").read_text()
 
 
 @pytest.mark.slow
@@ -162,29 +160,12 @@ def test_missing_class_names_without_data_is_an_error(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_per_domain_affine_single_path_exports_with_parity_and_conv_weights_once(tiny, export_data, tmp_path):
+def test_per_domain_affine_single_path_exports_with_parity_and_conv_weights_once(affine_model_dir, affine_export):
     """The shared_domain_bn baseline: one path for every domain, per-domain BN. Each method folds its own BN; the
     convolutions stay shared, so the combined .pte saves (about) one copy of them."""
-    from mpnas.models.blocks import DomainBatchNorm2d
-    from mpnas.models.multipath import MultiPathNet, save_model
-
-    one_path = {d: tiny.genotypes["beta-2"] for d in tiny.domains}
-    torch.manual_seed(0)
-    m = MultiPathNet(tiny.space, one_path, tiny.num_classes, "per_domain_affine", space_config=tiny.space_config)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, DomainBatchNorm2d):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.3, 0.3)
-                mod.running_mean.normal_(0, 0.2)
-                mod.running_var.uniform_(0.5, 1.5)
-    ds = PreparedDataset(export_data)
-    meta = {"domains": {d: {"classes": list(ds.info(d).classes), "mean": list(ds.info(d).mean),
-                            "std": list(ds.info(d).std)} for d in m.domains}}
-    model_dir = save_model(m.eval(), tmp_path / "model", meta)
-    report = export_model(model_dir, tmp_path / "exp", ExportConfig(formats=["executorch"], int8=False,
-                                                                     latency_repeats=1),
-                          data_dir=export_data, progress=False)
+    m = load_model(affine_model_dir)
+    assert m.bn_mode == "per_domain_affine" and len({tuple(m.paths[d]) for d in m.domains}) == 1
+    _, report = affine_export
     assert report["parity_ok"] is True
     assert all(row["parity"]["executorch"]["max_abs_diff"] <= 1e-3 for row in report["domains"].values())
     shared_weights = sum(p.numel() * 4 for n, p in m.named_parameters()
