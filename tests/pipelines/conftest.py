@@ -3,7 +3,9 @@ ZenML repository (so the project's .zen/ is never touched), a real sqlite MLflow
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(tempfile.mkdtemp(prefix="mpnas-pipeline-tests-"))
+atexit.register(shutil.rmtree, STATE, ignore_errors=True)  # ~50 MB of stores and runs per session
 MLFLOW_URI = f"sqlite:///{STATE / 'mlruns' / 'mlflow.db'}"  # ZenML's tracker resets the env var after each step
 os.environ.update({
     "ZENML_CONFIG_PATH": str(STATE / "zen-config"),
