@@ -80,8 +80,10 @@ def final_policies(st: dict, space) -> dict[str, Controller]:
 @torch.inference_mode()
 def supernet_score(net: SuperNet, head: nn.Linear, ds: PreparedDataset, domain: str, genotype: Genotype,
                    crop: int, batch: int) -> dict[str, float]:
-    """Mean reward quality over the searchval split, one call per `batch` images (the search's BN statistics)."""
+    """Mean reward quality over the searchval split, one call per `batch` images (the search's BN statistics); a
+    split smaller than `batch` is scored as one call."""
     ops = list(genotype)
+    batch = min(batch, ds.split_size(domain, "searchval"))
     top1, prob, n = 0.0, 0.0, 0
     for x, y in iterate_split(ds, domain, "searchval", batch, crop):
         if len(y) < batch:  # a short last batch would change the batch statistics
