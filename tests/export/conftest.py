@@ -70,8 +70,14 @@ def affine_single_path_model() -> MultiPathNet:
     affine rows and statistics."""
     tiny = tiny_model()
     one_path = {d: tiny.genotypes["beta-2"] for d in tiny.domains}
+    return per_domain_affine(tiny, one_path)
+
+
+def per_domain_affine(base: MultiPathNet, genotypes: dict) -> MultiPathNet:
+    """`base`'s space and classes with `genotypes`, per-domain affine BN whose rows and statistics differ per domain
+    (seeded), so an exporter that mixed up domains would give different logits."""
     torch.manual_seed(0)
-    m = MultiPathNet(tiny.space, one_path, tiny.num_classes, "per_domain_affine", space_config=tiny.space_config)
+    m = MultiPathNet(base.space, genotypes, base.num_classes, "per_domain_affine", space_config=base.space_config)
     with torch.no_grad():
         for mod in m.modules():
             if isinstance(mod, DomainBatchNorm2d):
@@ -159,6 +165,12 @@ def _export(name: str, tmp_path_factory, model_dir: Path, export_data: Path) -> 
     out = tmp_path_factory.mktemp(name) / "exp"
     cfg = ExportConfig(**BACKGROUND[name][1])
     return out, export_model(model_dir, out, cfg, data_dir=export_data, progress=False)
+
+
+@pytest.fixture
+def per_domain_affine_model():
+    """`per_domain_affine` for test modules (which cannot import conftest)."""
+    return per_domain_affine
 
 
 @pytest.fixture(scope="session")

@@ -32,24 +32,8 @@ def test_entry_names_are_unique_identifiers():
 
 
 
-def affine_tiny(base):
-    """The package's tiny model rebuilt with per-domain affine BN (distinct rows and statistics per domain)."""
-    from mpnas.models.multipath import MultiPathNet
-
-    torch.manual_seed(0)
-    m = MultiPathNet(base.space, base.genotypes, base.num_classes, "per_domain_affine", space_config=base.space_config)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, DomainBatchNorm2d):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.3, 0.3)
-                mod.running_mean.normal_(0, 0.2)
-                mod.running_var.uniform_(0.5, 1.5)
-    return m.eval()
-
-
-def test_per_domain_affine_folds_each_domains_own_bn(tiny):
-    m = affine_tiny(tiny)
+def test_per_domain_affine_folds_each_domains_own_bn(tiny, per_domain_affine_model):
+    m = per_domain_affine_model(tiny, tiny.genotypes)
     x = torch.randn(3, 3, 16, 16)
     programs = {d: domain_program(m, d) for d in m.domains}
     for d, program in programs.items():
