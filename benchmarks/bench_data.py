@@ -161,13 +161,13 @@ def main() -> int:
         print(f"loader {fast:,.0f} img/s vs ImageFolder {slow} -> {fast / best:.1f}x", flush=True)
 
     load = os.getloadavg()[0]
-    busy = max(load, load_start) >= 1.0
+    busy = load_start >= 1.0  # the end figure includes this benchmark's own prepare and DataLoader workers
     text = "\n".join([
         "## Data", "",
         "Reproduce: `make bench BENCH=data` (= `python -m benchmarks.run data`); every figure below is from one run. "
         f"Measured on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"{os.environ.get('OMP_NUM_THREADS', 'default')} OMP threads, 1-min load average {load_start:.1f} at the "
-        f"start and {load:.1f} at the end: "
+        f"start and {load:.1f} at the end (the end figure includes the benchmark's own workers): "
         + ("**the machine was not quiet** (other jobs shared it), so wall times are upper bounds and the loader "
            "ratio is not the quiet-machine figure the target asks for; " if busy else "a quiet machine; ")
         + "CPU seconds include worker processes.", "",
