@@ -27,8 +27,9 @@ $(STAMP): requirements.lock pyproject.toml
 setup: $(STAMP)  ## create .venv from the lock file and initialise DVC/ZenML/MLflow state (idempotent)
 	@$(BIN)/python -m pipelines.bootstrap
 
-# One process by default: on 2 cores two xdist workers measured slower (fresh clone, quiet machine, 411 tests: 490 s
-# with TEST_WORKERS=2, 464 s with 0), since torch already uses both cores and tests/pipelines dominates one worker.
+# One process by default: on 2 cores two xdist workers are no faster (fresh clone, quiet machine, 460 tests: 378 s
+# with 0, 385 s with TEST_WORKERS=2 and OMP_NUM_THREADS=1; session 3, 411 tests: 464 s vs 490 s with 2 workers),
+# since torch already uses both cores and tests/pipelines dominates one worker.
 # TEST_WORKERS=N runs N xdist workers; tests/conftest.py groups the tests that share costly fixtures.
 TEST_WORKERS ?= 0
 test: setup  ## run the test suite (TEST_WORKERS=N: N pytest-xdist workers)
