@@ -23,7 +23,6 @@ from mpnas.data.loading import EpochCycle, MultiDomainLoader
 from mpnas.data.prepared import DatasetError, PreparedDataset
 
 KIND = "device_resident"
-NO_AUGMENT = AugmentConfig(random_crop=False, flip=False, pad=0)
 FREE_MEMORY_SHARE = 0.5  # auto uploads only what fits in this share of the free device memory
 
 
@@ -129,7 +128,6 @@ class DeviceResidentLoader(MultiDomainLoader):
         self.streams = {d: DeviceStream(self.labels[d], seed * 1000 + i, cfg.sampling.class_balanced, dev)
                         for i, d in enumerate(self.domains)}
         self.gen = torch.Generator(device=dev).manual_seed(seed + 11)
-        self.augs = {d: cfg.augment_for(d) if augment else NO_AUGMENT for d in self.domains}
         self.last_index: dict[str, torch.Tensor] = {}  # the indices of the last batch per domain (for checks)
 
     @property

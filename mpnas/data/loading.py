@@ -50,19 +50,15 @@ class Normalizer:
         x = x_uint8_nhwc.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
         return x.sub_(self.mean).div_(self.std)
 
-    def numpy(self, x_uint8_nhwc: np.ndarray) -> torch.Tensor:
-        """The same on the CPU, in single-threaded numpy: small-batch torch ops pay for thread hand-offs, which on a
-        busy 2-core machine cost milliseconds each."""
-        x = x_uint8_nhwc.transpose(0, 3, 1, 2).astype(np.float32)
-        return torch.from_numpy(np.ascontiguousarray(x * self.np_scale + self.np_bias))
-
     def nchw(self, x_uint8_nchw: torch.Tensor) -> torch.Tensor:
         """__call__ for crops already in NCHW order (the same float ops, so the same values)."""
         return x_uint8_nchw.float().div_(255.0).sub_(self.mean).div_(self.std)
 
     def numpy_nchw(self, x_uint8_nchw: np.ndarray, out: Optional[np.ndarray] = None) -> torch.Tensor:
-        """numpy() for crops in NCHW order (any memory layout): two passes into `out` (default: a new C-contiguous
-        float32 array). Same values: uint8 -> float32 is exact, then the same float32 multiply and add."""
+        """The same on the CPU for crops in NCHW order (any memory layout), in single-threaded numpy (small-batch
+        torch ops pay for thread hand-offs, which on a busy 2-core machine cost milliseconds each): two passes into
+        `out` (default: a new C-contiguous float32 array). uint8 -> float32 is exact, then a float32 multiply and
+        add."""
         out = np.empty(x_uint8_nchw.shape, np.float32) if out is None else out
         np.multiply(x_uint8_nchw, self.np_scale, out=out)
         return torch.from_numpy(np.add(out, self.np_bias, out=out))

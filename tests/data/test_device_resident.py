@@ -62,7 +62,7 @@ def host_view(ds, domain: str, idx: np.ndarray, top: int, left: int, flip: bool,
     if flip:
         x = x[:, :, ::-1]
     info = ds.info(domain)
-    return Normalizer(info.mean, info.std, CPU).numpy(np.ascontiguousarray(x))
+    return Normalizer(info.mean, info.std, CPU).numpy_nchw(x.transpose(0, 3, 1, 2))
 
 
 def match_view(ds, domain: str, image: int, row: torch.Tensor, pad: int) -> tuple[int, int, bool]:
