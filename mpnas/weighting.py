@@ -11,11 +11,11 @@
                           uniform as the attainable progress left closes (still in [floor, cap], mean 1).
                 a_d is the chance-corrected accuracy of a reference model (`abdp.reference_metrics`, e.g. the
                 uniform-weight run): its final training-batch top-1 where its metrics carry it (the KPI's own
-                quantity), else its val top-1; without one, a_d = 1 for every domain. Why this rule: the priority is the
-                accuracy a domain can still gain, so a domain already at its reference gets the floor, a domain that
-                no model learns (reference at chance, a_d ~ 0) gets the floor instead of the largest weight, and
-                chance correction stops a 2-class domain at 50% from looking half-learnt. It is bounded (no log
-                blow-up) and capped. Weights are 1 during burn-in and are refreshed every `update_every` steps.
+                quantity), else its val top-1; without one, a_d = 1 for every domain. Why this rule: the priority
+                is the accuracy a domain can still gain, so a domain already at its reference gets the floor, a
+                domain that no model learns (reference at chance, a_d ~ 0) gets the floor instead of the largest
+                weight, and chance correction stops a 2-class domain at 50% from looking half-learnt. It is bounded
+                (no log blow-up) and capped. Weights are 1 during burn-in and are refreshed every `update_every` steps.
 * `abdp_focal`  the earlier reading of the MPNAS paper (kept as the ablation; the paper's formula is not public):
                   prio    p_d = -(1 - k_d)^gamma * log(k_d)         (focal / dynamic-task-prioritisation form)
                   balance w_d = (1 - floor) * D * p_d / sum_j p_j + floor, clipped to [clip_min, clip_max]

@@ -39,14 +39,14 @@ def searched(tmp_path_factory, tiny_overrides):
     return root, data, cfg, argv
 
 
-def _run(argv, monkeypatch, cfg):  # the tiny config comes from --set, not a file
+def _run(argv, monkeypatch):  # the tiny config comes from --set, not a file
     monkeypatch.setattr(rank, "load_any_config", lambda path, overrides: load_config(None, overrides))
     rank.main(["-c", "unused.yaml", *argv])
 
 
 def test_report_scores_paths_and_reuses_trained_ones(searched, monkeypatch):
     root, data, cfg, argv = searched
-    _run(argv, monkeypatch, cfg)
+    _run(argv, monkeypatch)
     doc = json.loads((root / "out.json").read_text())
     rows = doc["domains"]["alpha"]["paths"]
     assert len(rows) == 3 and doc["policy"] == "final" and doc["seeds"] == [0, 1]
@@ -66,7 +66,7 @@ def test_report_scores_paths_and_reuses_trained_ones(searched, monkeypatch):
     done = sorted((root / "work").rglob("result.json"))
     assert len(done) == 6
     stamps = [p.stat().st_mtime_ns for p in done]
-    _run(argv, monkeypatch, cfg)  # a second run reads the cached stand-alone results instead of training again
+    _run(argv, monkeypatch)  # a second run reads the cached stand-alone results instead of training again
     assert [p.stat().st_mtime_ns for p in done] == stamps
 
 
