@@ -43,15 +43,15 @@ def photos() -> dict[str, Array]:
     """Real photos shipped inside wheels (no download), as uint8 RGB."""
     import matplotlib.cbook as cbook
     import skimage.data as sd
-    from sklearn.datasets import load_sample_images
 
     out: dict[str, Array] = {}
     for name in ("astronaut", "camera", "chelsea", "coffee", "coins", "rocket", "hubble_deep_field", "retina",
                  "cell", "page", "text", "moon", "immunohistochemistry", "clock"):
         out[name] = _rgb(getattr(sd, name)())
     out["motorcycle"] = _rgb(sd.stereo_motorcycle()[0])
-    for name, im in zip(("china", "flower"), load_sample_images().images):
-        out[name] = _rgb(im)
+    for name in ("china", "flower"):  # what sklearn's load_sample_images returns, read without importing sklearn
+        with Image.open(package_file("sklearn", "datasets", "images", f"{name}.jpg")) as im:
+            out[name] = _rgb(np.asarray(im))
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         out["grace_hopper"] = np.asarray(Image.open(f).convert("RGB"))
     return {k: _shrink(v, PHOTO_SIDE) for k, v in sorted(out.items())}
@@ -114,10 +114,26 @@ def glyph_table() -> tuple[tuple[str, Array], ...]:
 
 @functools.cache
 def digits() -> tuple[Array, Array]:
-    from sklearn.datasets import load_digits
+    """sklearn's 8x8 digits as load_digits returns them (images float64 (1797, 8, 8), int targets), read from the
+    file that function reads: importing sklearn costs seconds, once per `mpnas data prepare` process."""
+    import gzip
 
-    d = load_digits()
-    return d.images, d.target
+    with gzip.open(package_file("sklearn", "datasets", "data", "digits.csv.gz"), "rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int, copy=False)
+
+
+def package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package, found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package {package!r} is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found in the installed {package}")
+    return path
 
 
 @functools.cache
