@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 from zenml import step
 
-from mpnas.evaluation.comparison import accuracy_cost_figure, aggregate_seeds, compare_methods
+from mpnas.evaluation.comparison import accuracy_cost_figure, aggregate_seeds, compare_methods, run_weighting
 from mpnas.evaluation.comparison import comparison_markdown as summary_markdown
 from steps import tracking
 from steps._support import TRACKER
+from steps.artifacts import ModelDir
 from steps.contracts import DatasetRef
 from steps.report import write_report
 from steps.workdirs import current_run_name
@@ -49,10 +50,14 @@ def group_runs(metrics: list[dict], methods: list[str], seeds: list[int]) -> dic
 
 
 @step(experiment_tracker=TRACKER)
-def compare(dataset: DatasetRef, reports_root: str, metrics: list[dict], methods: list[str], seeds: list[int]
-            ) -> Annotated[dict, "comparison"]:
+def compare(dataset: DatasetRef, reports_root: str, metrics: list[dict], methods: list[str], seeds: list[int],
+            models: list[ModelDir]) -> Annotated[dict, "comparison"]:
     """{"methods": {name: mean over seeds + runs}, "summary", "seeds"} plus comparison.md, written to reports/<run>/
-    and logged to MLflow."""
+    and logged to MLflow. `models` (parallel to `metrics`): each run's trained model, whose train_config.yaml says
+    which loss weighting and ABDP reference it used (runs[i].weighting, summary.abdp_references)."""
+    if len(models) != len(metrics):
+        raise ValueError(f"compare: {len(models)} models for {len(metrics)} metrics")
+    metrics = [{**m, "weighting": run_weighting(model.path)} for m, model in zip(metrics, models)]
     table = {name: aggregate_seeds(runs) for name, runs in group_runs(metrics, methods, seeds).items()}
     summary = compare_methods(table)
     result = {"methods": table, "summary": summary, "seeds": sorted(set(seeds)), "data": dataset.version()}

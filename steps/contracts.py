@@ -7,6 +7,8 @@ hashes it by content, which keeps a step cached downstream of the never-cached `
 - DatasetRef: the prepared data a run reads (ingest -> every step).
 - Genotypes: domain -> block strings (search or the production model -> merge, train).
 - ModelVersionRef: a Model Control Plane version (the parent of add-domain, production for retraining).
+- AbdpReference: the attainable accuracy ABDP steers by, cut from another run's evaluation (comparison pipeline:
+  mpnas_uniform -> mpnas).
 """
 
 from __future__ import annotations
@@ -130,3 +132,34 @@ class ModelVersionRef(BaseModel):
     @property
     def label(self) -> str:
         return f"{self.model}:{self.version}"
+
+
+class ReferenceDomain(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    top1_val: float = Field(..., ge=0, le=1)
+    num_classes: Optional[int] = Field(None, ge=1)
+
+
+class AbdpReference(BaseModel):
+    """What `mpnas.weighting.attainable_from_reference` reads from a reference metrics.json (`domains.<d>.top1_val`,
+    `num_classes`, `train.train_top1_final`) and where it came from. Only these fields, so the file (and the keyed
+    training directory that names it) depends on the reference's numbers, not on its artifact paths; never test
+    top-1: the weights steer training."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    method: str = Field(..., description="the run the numbers come from (mpnas_uniform)")
+    seed: Optional[int] = None
+    model_hash: str = ""
+    domains: dict[str, ReferenceDomain] = Field(..., min_length=1)
+    train: dict[str, dict[str, float]] = Field(default_factory=dict, description="{train_top1_final: {domain: top1}}")
+
+    @classmethod
+    def of(cls, metrics: dict) -> Self:
+        """From an evaluate_model metrics.json; a domain without top1_val is refused here, naming it."""
+        train = metrics.get("train") if isinstance(metrics.get("train"), dict) else {}
+        final = train.get("train_top1_final")
+        return cls(method=str(metrics.get("method", "")), seed=train.get("seed"),
+                   model_hash=str(metrics.get("model_hash", "")),
+                   domains={d: {"top1_val": v.get("top1_val"), "num_classes": v.get("num_classes")}
+                            for d, v in (metrics.get("domains") or {}).items()},
+                   train={"train_top1_final": final} if isinstance(final, dict) and final else {})

@@ -2,18 +2,21 @@
 
 Adds what only makes sense across methods: a decathlon score whose E_max is 2x a reference method's test error per
 domain (by default the independent-NAS bundle, as for the mini benchmarks of docs/data.md), parameter and FLOPs
-ratios to the single-backbone model, the paper's claims as checkable targets, and an accuracy-vs-cost figure.
+ratios to the single-backbone model, the paper's claims as checkable targets, the reference every ABDP run steered by
+(`run_weighting`, `abdp_references`), and an accuracy-vs-cost figure.
 With several seeds (`aggregate_seeds`) every number is the mean over seeds and the mean top-1 and per-domain top-1
 carry the sample standard deviation (n - 1; none for one seed): differences of 1-2 points are inside seed noise.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Optional
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -68,6 +71,47 @@ def aggregate_seeds(runs: dict[int, dict]) -> dict[str, Any]:
     return out
 
 
+def run_weighting(model_dir: str | Path) -> dict[str, Any]:
+    """The loss weighting a trained model dir used (its train_config.yaml) and, for abdp, its reference: the file,
+    and where the numbers came from when the file says (the comparison pipeline's mpnas_uniform reference does)."""
+    cfg_file = Path(model_dir) / "train_config.yaml"
+    if not cfg_file.is_file():
+        return {"name": None, "reference_metrics": None}
+    lw = ((yaml.safe_load(cfg_file.read_text()) or {}).get("train") or {}).get("loss_weighting") or {}
+    ref = (lw.get("abdp") or {}).get("reference_metrics")
+    out: dict[str, Any] = {"name": lw.get("name"), "reference_metrics": ref}
+    if ref and Path(ref).is_file():
+        doc = json.loads(Path(ref).read_text())
+        final = (doc.get("train") or {}).get("train_top1_final") or {}
+        out |= {"reference_method": doc.get("method"), "reference_seed": doc.get("seed"),
+                "reference_model_hash": doc.get("model_hash"),
+                "attainable_from": "train_top1_final" if final and set(doc.get("domains", {})) <= set(final)
+                else "top1_val"}
+    return out
+
+
+def reference_label(weighting: Optional[dict[str, Any]]) -> str:
+    """One line for the report: which reference an ABDP run used."""
+    if not weighting or not weighting.get("reference_metrics"):
+        return "none (every domain taken as fully attainable)"
+    if weighting.get("reference_method"):
+        seed = weighting.get("reference_seed")
+        return (f"{weighting['reference_method']}{'' if seed is None else f' seed {seed}'} "
+                f"({weighting.get('attainable_from', 'top1_val')})")
+    return str(weighting["reference_metrics"])
+
+
+def abdp_references(methods: dict[str, dict]) -> dict[str, dict[str, str]]:
+    """{method: {seed: reference label}} over the runs that trained with abdp (runs carry `weighting`)."""
+    out: dict[str, dict[str, str]] = {}
+    for name, entry in methods.items():
+        for seed, run in zip(entry.get("seeds", []), entry.get("runs", [])):
+            w = run.get("weighting")
+            if isinstance(w, dict) and w.get("name") == "abdp":
+                out.setdefault(name, {})[str(seed)] = reference_label(w)
+    return out
+
+
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if a is None or not b else a / b
 
@@ -99,7 +143,7 @@ def compare_methods(methods: dict[str, dict], reference: str = REFERENCE, backbo
             "jaccard_mean": m.get("jaccard_mean_off_diagonal"),
         }
     return {"domains": domains, "reference": reference, "backbone": backbone, "rows": rows,
-            "targets": paper_targets(rows)}
+            "targets": paper_targets(rows), "abdp_references": abdp_references(methods)}
 
 
 def paper_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -186,7 +230,16 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
         out.append(f"| {t['target']} | {fmt(t['value'])}{'M' if big else ''} | {fmt(t['bound'])}{'M' if big else ''} "
                    f"| {met} |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _references_markdown(summary.get("abdp_references") or {})) + "\n"
+
+
+def _references_markdown(refs: dict[str, dict[str, str]]) -> list[str]:
+    if not refs:
+        return []
+    out = ["", "## ABDP reference per run", "",
+           "The attainable accuracy each ABDP training steered by (docs/weighting.md).", "",
+           "| method | seed | reference |", "|---|---:|---|"]
+    return out + [f"| {name} | {seed} | {label} |" for name, by_seed in refs.items() for seed, label in by_seed.items()]
 
 
 def accuracy_cost_figure(summary: dict[str, Any], path: str | Path) -> Path:

@@ -1,5 +1,7 @@
 """The comparison pipeline: seven methods over two seeds on the same data into one table (mean ± std); seed 0 reuses
-the main run's search from the cache; a bad seed list stops the run before any step, naming the file and field."""
+the main run's search from the cache; each seed's mpnas trains with that seed's mpnas_uniform evaluation as ABDP
+reference (and without one under `abdp_reference: none`); a bad seed list stops the run before any step, naming the
+file and field."""
 
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ def test_comparison_table_over_seeds(smoke_runs, workspace, mlflow_uri):
     run = Client().get_pipeline_run(Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0].id)
     assert run.status.value == "completed"
     assert run.steps["search_multi_path_seed0"].status.value == "cached"  # same search as the smoke mpnas run
-    assert run.steps["train_mpnas_seed0"].status.value == "cached"
+    # mpnas now steers by mpnas_uniform's evaluation: not the smoke run's training (no reference) from the cache
+    assert run.steps["train_mpnas_seed0"].status.value == "completed"
     assert run.steps["search_multi_path_seed1"].status.value == "completed"  # another seed is another search
     assert not any(n.startswith("search_uniform") for n in run.steps)  # mpnas_uniform shares the multi_path search
     result = json.loads((workspace / "reports" / run.name / "comparison.json").read_text())
@@ -50,6 +53,23 @@ def test_comparison_table_over_seeds(smoke_runs, workspace, mlflow_uri):
     # shared_domain_bn: the reference path for every domain, per-domain BN rows: more parameters than the same path
     # with shared BN affine, by 2 x channels per BN and further domain
     assert m["shared_domain_bn"]["params_total"] > m["single_path_multi_head"]["params_total"]
+    for seed in (0, 1):  # each seed's mpnas steered by its own seed's uniform run: the numbers the trainer read
+        uniform = run.steps[f"evaluate_mpnas_uniform_seed{seed}"].outputs["metrics"][0].load()
+        model = run.steps[f"train_mpnas_seed{seed}"].outputs["model"][0].load()
+        lw = yaml.safe_load(model.file("train_config.yaml").read_text())["train"]["loss_weighting"]
+        ref = json.loads(Path(lw["abdp"]["reference_metrics"]).read_text())
+        assert lw["name"] == "abdp" and (ref["method"], ref["seed"]) == ("mpnas_uniform", seed)
+        assert ref["model_hash"] == uniform["model_hash"] == m["mpnas_uniform"]["runs"][seed]["model_hash"]
+        assert ref["train"]["train_top1_final"] == uniform["train"]["train_top1_final"] != {}
+        assert {d: v["top1_val"] for d, v in ref["domains"].items()} == {
+            d: v["top1_val"] for d, v in uniform["domains"].items()}
+        assert m["mpnas"]["runs"][seed]["weighting"]["reference_metrics"] == lw["abdp"]["reference_metrics"]
+    assert m["mpnas_null"]["runs"][0]["weighting"] == {"name": "abdp", "reference_metrics": None}
+    assert m["mpnas_uniform"]["runs"][1]["weighting"]["name"] == "uniform"
+    refs = result["summary"]["abdp_references"]
+    assert refs["mpnas"] == {str(s): f"mpnas_uniform seed {s} (train_top1_final)" for s in (0, 1)}
+    assert "mpnas_uniform" not in refs and refs["shared_domain_bn"]["1"].startswith("none")
+    assert "| mpnas | 1 | mpnas_uniform seed 1 (train_top1_final) |" in table
     null_search = run.steps["search_multi_path_null_seed0"].outputs["search_run"][0].load()
     assert json.loads((Path(null_search.path) / "summary.json").read_text())["null_control"] is True
     for shared in ("multi_head", "fixed"):
@@ -62,6 +82,45 @@ def test_comparison_table_over_seeds(smoke_runs, workspace, mlflow_uri):
     mlflow_run = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{run.name}'")[0]
     dataset = run.steps["ingest"].outputs["dataset"][0].load()
     assert [i.dataset.digest for i in mlflow_run.inputs.dataset_inputs] == [dataset.content_hash[:32]]
+
+
+def _invocations(tmp_path, extra=None, config=None, **params):
+    """The compiled step invocations of one comparison run on the smoke config (nothing runs)."""
+    from pipelines.comparison_pipeline import comparison_pipeline
+
+    config = config or yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())["parameters"]["config"]
+    p = comparison_pipeline.with_options(extra=extra or {})
+    p.prepare(config=config, workspace=str(tmp_path), reports_root=str(tmp_path / "reports"), **params)
+    return p.invocations
+
+
+def _reference_input(invocation):
+    ref = invocation.input_artifacts.get("reference")
+    return None if ref is None else (ref.invocation_id, ref.output_name)
+
+
+def test_mpnas_takes_its_seeds_uniform_evaluation_as_reference(zenml_stack, tmp_path):
+    inv = _invocations(tmp_path, seeds=[0, 1])
+    for seed in (0, 1):
+        assert _reference_input(inv[f"train_mpnas_seed{seed}"]) == (f"evaluate_mpnas_uniform_seed{seed}", "metrics")
+        assert inv[f"train_mpnas_seed{seed}"].parameters["config"].train.loss_weighting.abdp.reference_metrics is None
+    others = [n for n in inv if n.startswith("train_") and not n.startswith("train_mpnas_seed")]
+    assert len(others) == 12 and not [n for n in others if _reference_input(inv[n])]
+    compare = inv["compare"].input_artifacts
+    assert [a.invocation_id for a in compare["models"]] == [a.invocation_id.replace("evaluate_", "train_")
+                                                            for a in compare["metrics"]]
+
+
+def test_abdp_reference_none_or_a_given_one_leaves_mpnas_without_the_uniform_input(zenml_stack, tmp_path):
+    assert _reference_input(_invocations(tmp_path, {"comparison": {"abdp_reference": "none"}})["train_mpnas"]) is None
+    ref = tmp_path / "given_metrics.json"
+    ref.write_text(json.dumps({"domains": {"aircraft": {"top1_val": 0.5}}}))
+    config = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())["parameters"]["config"]
+    config["train"]["loss_weighting"] = {"name": "abdp", "abdp": {"reference_metrics": str(ref)}}
+    train = _invocations(tmp_path, config=config)["train_mpnas"]
+    assert _reference_input(train) is None  # the configured reference wins
+    assert train.parameters["config"].train.loss_weighting.abdp.reference_metrics == ref
+    assert _reference_input(_invocations(tmp_path, abdp_reference="uniform")["train_mpnas"]) is not None
 
 
 def test_bad_seed_list_stops_before_any_step(zenml_stack, tmp_path):
