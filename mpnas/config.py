@@ -367,6 +367,9 @@ class ExportConfig(_Strict):
                                                      "measure the combined file's saving exactly; slow (one XNNPACK "
                                                      "lowering per domain). Off: the saving comes from the combined "
                                                      "program's per-method constant tables")
+    lower_workers: Optional[int] = Field(None, ge=1, description="processes that lower the .pte programs to XNNPACK "
+                                                               "(the .pte bytes do not depend on it); default: the "
+                                                               "CPUs this process may use, at most one per two methods")
 
 
 # ---------------------------------------------------------------------------------------------------------- root

@@ -210,37 +210,39 @@ def _trace(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, ds: Optional[Pre
     return traced
 
 
-def _write_pte(programs: dict[str, object], methods: dict[str, str], path: Path, what: str,
-               log: Callable[[str], None]) -> tuple[dict, PteRunner]:
-    """Lower `programs` to XNNPACK as one .pte at `path`; return its per-method constant tables and a runner."""
+def _write_pte(edge: object, methods: dict[str, str], path: Path) -> tuple[dict, PteRunner]:
+    """Write a lowered program as the .pte at `path`; return its per-method constant tables and a runner."""
     from mpnas.export import pte
 
-    t0 = time.perf_counter()
-    edge = pte.lower(programs)
     tables = table_sharing(edge, methods)
     path.write_bytes(pte.to_pte_bytes(edge))
-    runner = PteRunner(path, methods)
-    log(f"{path.name}: {what} ({time.perf_counter() - t0:.1f}s)")
-    return tables, runner
+    return tables, PteRunner(path, methods)
 
 
 def _lower_pte(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, traced: _Traced, out: Path,
                log: Callable[[str], None]) -> tuple[Runners, dict]:
-    """Lower the traced programs into model.pte (and model.int8.pte); return their runners and the sharing report."""
+    """Lower the traced programs into model.pte (and model.int8.pte), sharing the work among `cfg.lower_workers`
+    processes; return their runners and the sharing report."""
     from mpnas.export import pte
+    from mpnas.export.parallel import INT8_COST, available_cpus, lower_programs
 
     runners: Runners = {}
     methods = plan.methods
-    tables, runners["executorch"] = _write_pte(traced.fp_programs, methods, out / PTE_FILE,
-                                               f"{len(methods)} methods lowered to XNNPACK", log)
+    programs = {"fp32": traced.fp_programs, **({"int8": traced.q_programs} if plan.int8 else {})}
+    workers = cfg.lower_workers or available_cpus()
+    t0 = time.perf_counter()
+    edges = lower_programs(programs, workers, costs={"int8": INT8_COST})
+    tables, runners["executorch"] = _write_pte(edges["fp32"], methods, out / PTE_FILE)
+    int8_tables = None
+    if plan.int8:
+        int8_tables, runners["executorch_int8"] = _write_pte(edges["int8"], methods, out / PTE_INT8_FILE)
+    files = PTE_FILE + (f" and {PTE_INT8_FILE}" if plan.int8 else "")
+    log(f"{files}: {len(methods)} methods each lowered to XNNPACK ({time.perf_counter() - t0:.1f}s, up to "
+        f"{workers} processes)")
     single = {}
     for d in model.domains if cfg.measure_sharing else []:
         single[d] = len(pte.lower_to_pte({methods[d]: traced.fp_programs[methods[d]]}))
         log(f"{d}: single-method .pte measured ({single[d]} B, not kept)")
-    int8_tables = None
-    if plan.int8:
-        int8_tables, runners["executorch_int8"] = _write_pte(traced.q_programs, methods, out / PTE_INT8_FILE,
-                                                             "lowered", log)
     sharing = sharing_report((out / PTE_FILE).stat().st_size, tables, shared_weight_bytes(model), single or None,
                              int8_tables)
     log(f"sharing: combined {sharing['combined_pte_bytes']} B saves {sharing['saved_bytes']} B over separate "
