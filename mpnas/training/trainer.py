@@ -217,6 +217,16 @@ class _Run:
         return line
 
 
+def _finish(run: _Run, ckpt: Path, patience: int, progress: bool) -> None:
+    """Final checkpoint, after a last evaluation if none ran (a resumed, already finished run keeps its best)."""
+    if run.best_state is None:
+        run.validate({})
+    run.save_checkpoint(ckpt)
+    if run.stopped_early and progress:
+        print(f"[train] early stop at step {run.step}: no val improvement in {patience} evaluations; keeping step "
+              f"{run.best_step}", flush=True)
+
+
 def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Genotype], out_dir: str | Path,
                 resume: bool = False, progress: bool = True, on_log: Optional[OnLog] = None,
                 share_nodes: bool = True) -> TrainResult:
@@ -256,13 +266,7 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
             run.save_checkpoint(ckpt)
     elapsed = time.perf_counter() - t0
     steps_per_s = (run.step - start_step) / elapsed if elapsed > 0 and run.step > start_step else 0.0
-    if run.best_state is None:  # no evaluation ran (a resumed, already finished run keeps its best weights)
-        run.validate({})
-    run.save_checkpoint(ckpt)
-    if run.stopped_early and progress:
-        print(f"[train] early stop at step {run.step}: no val improvement in {tc.early_stopping_patience} "
-              f"evaluations; keeping step {run.best_step}", flush=True)
-
+    _finish(run, ckpt, tc.early_stopping_patience, progress)
     model.load_state_dict(run.best_state)
     model.eval()
     history = pd.DataFrame(run.history)
