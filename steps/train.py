@@ -23,8 +23,9 @@ def train(config: TrainSections, dataset: DatasetRef, genotypes: Genotypes, work
     from mpnas.training.trainer import train_model
 
     cfg = config.full()
-    if reference is not None:
-        cfg = with_reference(cfg, AbdpReference.of(reference), workspace)
+    abdp_ref = AbdpReference.of(reference) if reference is not None else None
+    if abdp_ref is not None:
+        cfg = with_reference(cfg, abdp_ref, workspace)
     out = keyed_dir(workspace, "train", cfg.model_dump(mode="json"), genotypes.root, share_nodes,
                     dataset.content_hash)
     # one MLflow run holds every seed; a reference path differs per seed, so its params are scoped by seed too
@@ -32,6 +33,11 @@ def train(config: TrainSections, dataset: DatasetRef, genotypes: Genotypes, work
     tracking.set_tags({"method": method})
     result = train_model(cfg, dataset.path, genotypes.decoded(), out, resume=True, progress=True,
                          on_log=tracking.on_log(f"train/{method}/"), share_nodes=share_nodes)
+    if abdp_ref is not None:  # the model artifact carries its reference: the workspace copy may be gone elsewhere
+        from mpnas.evaluation.comparison import REFERENCE_FILE
+        from mpnas.utils.io import atomic_write_json
+
+        atomic_write_json(out / REFERENCE_FILE, abdp_ref.model_dump(mode="json"))
     summary = {k: v for k, v in result.summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     tracking.log_metrics(summary, prefix=f"train/{method}/summary/")
     ref = cfg.train.loss_weighting.abdp.reference_metrics
@@ -58,3 +64,4 @@ def with_reference(cfg: MpnasConfig, reference: AbdpReference, workspace: str) -
     abdp = lw.abdp.model_copy(update={"reference_metrics": path})
     train = cfg.train.model_copy(update={"loss_weighting": lw.model_copy(update={"abdp": abdp})})
     return cfg.model_copy(update={"train": train})
+

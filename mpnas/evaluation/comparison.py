@@ -29,6 +29,7 @@ BACKBONE = "single_path_multi_head"
 
 SHARED_DOMAIN_BN = "shared_domain_bn"
 NULL_CONTROL = "mpnas_null"
+REFERENCE_FILE = "abdp_reference.json"  # in a model dir: the ABDP reference it trained with (comparison pipeline)
 # headline numbers of a metrics.json that are averaged over seeds
 SEED_MEANS = ("mean_top1_test", "mean_top1_val", "decathlon_score", "params_total", "flops_sum_paths", "flops_union",
               "flops_mean_path", "jaccard_mean_off_diagonal")
@@ -80,8 +81,10 @@ def run_weighting(model_dir: str | Path) -> dict[str, Any]:
     lw = ((yaml.safe_load(cfg_file.read_text()) or {}).get("train") or {}).get("loss_weighting") or {}
     ref = (lw.get("abdp") or {}).get("reference_metrics")
     out: dict[str, Any] = {"name": lw.get("name"), "reference_metrics": ref}
-    if ref and Path(ref).is_file():
-        doc = json.loads(Path(ref).read_text())
+    copy = Path(model_dir) / REFERENCE_FILE  # the model's own copy first: the workspace file may be elsewhere
+    source = copy if copy.is_file() else Path(ref) if ref else None
+    if source is not None and source.is_file():
+        doc = json.loads(source.read_text())
         final = (doc.get("train") or {}).get("train_top1_final") or {}
         out |= {"reference_method": doc.get("method"), "reference_seed": doc.get("seed"),
                 "reference_model_hash": doc.get("model_hash"),

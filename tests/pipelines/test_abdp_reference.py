@@ -91,19 +91,26 @@ def test_train_step_refuses_a_reference_it_cannot_use(tmp_path):
 
 
 def test_report_names_each_abdp_runs_reference(tmp_path):
-    from mpnas.evaluation.comparison import abdp_references, comparison_markdown, compare_methods, run_weighting
+    from mpnas.evaluation.comparison import (REFERENCE_FILE, abdp_references, comparison_markdown, compare_methods,
+                                             run_weighting)
     from steps.contracts import AbdpReference
     from steps.train import with_reference
 
     def model_dir(name: str, cfg: MpnasConfig):
         d = tmp_path / name
-        d.mkdir()
+        d.mkdir(exist_ok=True)
         (d / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
         return run_weighting(d)
 
     wired = model_dir("mpnas", with_reference(MpnasConfig(), AbdpReference.of(UNIFORM_METRICS), str(tmp_path)))
     plain = model_dir("null", MpnasConfig())
     assert wired["reference_method"] == "mpnas_uniform" and wired["attainable_from"] == "train_top1_final"
+    moved = with_reference(MpnasConfig(), AbdpReference.of({**UNIFORM_METRICS, "model_hash": "def"}), str(tmp_path))
+    ref_file = moved.train.loss_weighting.abdp.reference_metrics
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / REFERENCE_FILE).write_text(ref_file.read_text())
+    ref_file.unlink()  # the workspace copy gone (another machine): the model dir's own copy still says where from
+    assert model_dir("moved", moved)["reference_model_hash"] == "def"
     assert plain == {"name": "abdp", "reference_metrics": None}
     run = {"domains": {"easy": {"top1_test": 0.5}}, "mean_top1_test": 0.5}
     table = {"mpnas": {"seeds": [1], "runs": [{**run, "weighting": wired}], **run},

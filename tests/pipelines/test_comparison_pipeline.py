@@ -58,6 +58,7 @@ def test_comparison_table_over_seeds(smoke_runs, workspace, mlflow_uri):
         model = run.steps[f"train_mpnas_seed{seed}"].outputs["model"][0].load()
         lw = yaml.safe_load(model.file("train_config.yaml").read_text())["train"]["loss_weighting"]
         ref = json.loads(Path(lw["abdp"]["reference_metrics"]).read_text())
+        assert json.loads(model.file("abdp_reference.json").read_text()) == ref  # the artifact carries it too
         assert lw["name"] == "abdp" and (ref["method"], ref["seed"]) == ("mpnas_uniform", seed)
         assert ref["model_hash"] == uniform["model_hash"] == m["mpnas_uniform"]["runs"][seed]["model_hash"]
         assert ref["train"]["train_top1_final"] == uniform["train"]["train_top1_final"] != {}
