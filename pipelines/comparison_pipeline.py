@@ -2,7 +2,8 @@
 (reports/<run>/comparison.{md,json}).
 
 Methods (every one trained with the same budget, loss weighting and recipe, `train` section):
-- mpnas: multi-path search, merged, trained with the configured loss weighting (ABDP by default);
+- mpnas: multi-path search, merged, trained with the configured loss weighting (ABDP by default, steered by
+  mpnas_uniform's accuracy: below);
 - mpnas_uniform: the same search result, uniform loss weights;
 - mpnas_null: a multi-path search with `search.null_control` (rewards carry no architecture signal), merged and
   trained exactly like mpnas: what the search's mechanics alone produce;
