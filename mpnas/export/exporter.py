@@ -220,7 +220,7 @@ def _write_pte(edge: object, methods: dict[str, str], path: Path) -> tuple[dict,
 
 
 def _lower_pte(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, traced: _Traced, out: Path,
-               log: Callable[[str], None]) -> tuple[Runners, dict]:
+               log: Callable[[str], None], pool: object = None) -> tuple[Runners, dict]:
     """Lower the traced programs into model.pte (and model.int8.pte), sharing the work among `cfg.lower_workers`
     processes; return their runners and the sharing report."""
     from mpnas.export import pte
@@ -231,7 +231,7 @@ def _lower_pte(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, traced: _Tra
     programs = {"fp32": traced.fp_programs, **({"int8": traced.q_programs} if plan.int8 else {})}
     workers = cfg.lower_workers or available_cpus()
     t0 = time.perf_counter()
-    edges = lower_programs(programs, workers, costs={"int8": INT8_COST})
+    edges = lower_programs(programs, workers, costs={"int8": INT8_COST}, pool=pool)
     tables, runners["executorch"] = _write_pte(edges["fp32"], methods, out / PTE_FILE)
     int8_tables = None
     if plan.int8:
@@ -250,13 +250,26 @@ def _lower_pte(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, traced: _Tra
     return runners, sharing
 
 
+def _lowering_pool(model: MultiPathNet, plan: _Plan, cfg: ExportConfig):
+    """A context holding the started lowering workers (`parallel.start_workers`), or None when one process will do."""
+    from contextlib import nullcontext
+
+    from mpnas.export.parallel import INT8_COST, available_cpus, processes_for, start_workers
+
+    if not plan.want_pte:
+        return nullcontext(None)
+    methods = {"fp32": len(model.domains), **({"int8": len(model.domains)} if plan.int8 else {})}
+    pool = start_workers(processes_for(methods, cfg.lower_workers or available_cpus(), {"int8": INT8_COST}))
+    return pool if pool is not None else nullcontext(None)
+
+
 def _runners(model: MultiPathNet, plan: _Plan, cfg: ExportConfig, traced: _Traced, out: Path,
-             log: Callable[[str], None]) -> tuple[Runners, Optional[dict]]:
+             log: Callable[[str], None], pool: object = None) -> tuple[Runners, Optional[dict]]:
     """Every runtime the export produced (executorch[_int8], onnx[_int8]) and the .pte sharing report (or None)."""
     runners: Runners = {}
     sharing = None
     if plan.want_pte:
-        runners, sharing = _lower_pte(model, plan, cfg, traced, out, log)
+        runners, sharing = _lower_pte(model, plan, cfg, traced, out, log, pool)
     if plan.want_onnx:
         runners["onnx"] = OnnxRunner(traced.onnx_fp)
         if plan.int8:
@@ -318,8 +331,9 @@ def export_loaded(model: MultiPathNet, source: dict, out: Path, cfg: ExportConfi
     meta = _domain_meta(model, ds)
     plan = _plan(model, cfg, ds)
     notes = _no_data_notes(cfg, ds, log)
-    traced = _trace(model, plan, cfg, ds, out, log)
-    runners, sharing = _runners(model, plan, cfg, traced, out, log)
+    with _lowering_pool(model, plan, cfg) as pool:  # workers import while this process traces
+        traced = _trace(model, plan, cfg, ds, out, log)
+        runners, sharing = _runners(model, plan, cfg, traced, out, log, pool)
     domains_report, parity_ok = _parity_and_latency(model, plan, cfg, traced, runners, log)
     files = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
     report = {"format": "mpnas.export_report/1", "mpnas_version": __version__, "parity_ok": bool(parity_ok),

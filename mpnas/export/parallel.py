@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 import tempfile
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -49,22 +51,43 @@ def plan_shares(costs: dict[Item, float], workers: int, min_per_worker: int = 2)
     return [shares[0]] + [s for s in shares[1:] if s]
 
 
+def processes_for(methods: dict[str, int], workers: int, costs: dict[str, float] | None = None,
+                  min_per_worker: int = 2) -> int:
+    """How many processes `lower_programs` will use for programs with these method counts (program -> count)."""
+    costs = costs or {}
+    items = {(p, f"m{k}"): float(costs.get(p, 1.0)) for p, n in methods.items() for k in range(n)}
+    return len(plan_shares(items, workers, min_per_worker))
+
+
+def start_workers(workers: int) -> Optional[ProcessPoolExecutor]:
+    """Start `workers - 1` worker processes now (None for one): their imports, a few seconds each, then overlap
+    whatever the caller does before `lower_programs` (the exporter traces meanwhile). Shut it down when done."""
+    if workers <= 1:
+        return None
+    pool = ProcessPoolExecutor(workers - 1, mp_context=get_context("spawn"))
+    for _ in range(workers - 1):
+        pool.submit(_warm_up)
+    return pool
+
+
 def lower_programs(programs: dict[str, dict[str, torch.export.ExportedProgram]], workers: int = 1,
-                   costs: dict[str, float] | None = None, min_per_worker: int = 2) -> dict[str, object]:
+                   costs: dict[str, float] | None = None, min_per_worker: int = 2,
+                   pool: Optional[ProcessPoolExecutor] = None) -> dict[str, object]:
     """Lower each named multi-method program (program name -> {method: ExportedProgram}) to XNNPACK.
 
     Returns program name -> lowered `EdgeProgramManager`, its methods in the given order. `costs` weighs a method of
     each program (default 1; the exporter gives int8 `INT8_COST`) when the work is shared among `workers` processes,
-    each with at least `min_per_worker` methods."""
+    each with at least `min_per_worker` methods. `pool` (from `start_workers`) is used instead of starting one."""
     costs = costs or {}
     item_costs = {(p, m): float(costs.get(p, 1.0)) for p, methods in programs.items() for m in methods}
     shares = plan_shares(item_costs, workers, min_per_worker)
-    lowered: dict[Item, object] = {}
     if len(shares) == 1:
         return {p: _lower(methods) for p, methods in programs.items()}
+    lowered: dict[Item, object] = {}
     with tempfile.TemporaryDirectory(prefix="mpnas-lower-") as tmp, \
-            ProcessPoolExecutor(len(shares) - 1, mp_context=get_context("spawn")) as pool:
-        futures = [_submit(pool, programs, share, Path(tmp) / f"share{k}") for k, share in enumerate(shares[1:], 1)]
+            (nullcontext(pool) if pool is not None else start_workers(len(shares))) as workers_pool:
+        futures = [_submit(workers_pool, programs, share, Path(tmp) / f"share{k}")
+                   for k, share in enumerate(shares[1:], 1)]
         lowered.update(_lower_share(programs, shares[0]))
         for future, share in zip(futures, shares[1:]):
             lowered.update(_load_share(future.result(), share))
@@ -87,6 +110,14 @@ def _lower_share(programs: dict[str, dict[str, torch.export.ExportedProgram]], s
             edge = _lower({m: programs[p][m] for m in names})
             out.update({(p, m): edge.exported_program(m) for m in names})
     return out
+
+
+def _warm_up() -> None:
+    """Import what `_worker` needs, so a started worker is ready when its share arrives."""
+    from executorch.backends.xnnpack.quantizer import xnnpack_quantizer  # noqa: F401
+    from executorch.exir.serde import serialize  # noqa: F401
+
+    from mpnas.export import pte  # noqa: F401
 
 
 def _submit(pool: ProcessPoolExecutor, programs: dict[str, dict[str, torch.export.ExportedProgram]],

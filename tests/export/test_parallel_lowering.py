@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mpnas.export import pte
-from mpnas.export.parallel import INT8_COST, WORKER_START_COST, lower_programs, plan_shares
+from mpnas.export.parallel import (INT8_COST, WORKER_START_COST, lower_programs, plan_shares, processes_for,
+                                   start_workers)
 from mpnas.export.programs import domain_program, entry_names
 
 
@@ -20,6 +21,8 @@ def test_plan_shares_balances_cost_and_keeps_two_methods_per_worker():
     three = {("fp32", "m0"): 1.0, ("fp32", "m1"): 1.0, ("fp32", "m2"): 1.0}
     assert plan_shares(three, workers=2) == [sorted(three)]  # one process when a worker would get under two
     assert len(plan_shares(three, workers=2, min_per_worker=1)) == 2
+    assert processes_for({"fp32": 10}, 2) == 2 and processes_for({"fp32": 3}, 2) == 1
+    assert processes_for({"fp32": 10, "int8": 10}, 16, {"int8": INT8_COST}) == 10
 
 
 @pytest.mark.slow
@@ -37,7 +40,8 @@ def test_a_worker_process_writes_the_same_pte_bytes_as_this_one(tiny):
     assert plan_shares({(p, method): costs[p] for p in programs}, 2, min_per_worker=1) == \
         [[("fp32", method)], [("int8", method)]]
     serial = lower_programs(programs, workers=1)
-    parallel = lower_programs(programs, workers=2, costs=costs, min_per_worker=1)
+    with start_workers(2) as pool:  # started before the work exists, as the exporter does
+        parallel = lower_programs(programs, workers=2, costs=costs, min_per_worker=1, pool=pool)
     for p in programs:
         assert list(parallel[p].methods) == [method]
         assert pte.to_pte_bytes(parallel[p]) == pte.to_pte_bytes(serial[p]), p
