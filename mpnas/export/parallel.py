@@ -45,7 +45,7 @@ def plan_shares(costs: dict[Item, float], workers: int, min_per_worker: int = 2)
     loads = [0.0] + [WORKER_START_COST] * (workers - 1)
     shares: list[list[Item]] = [[] for _ in range(workers)]
     for item in sorted(costs, key=lambda i: (-costs[i], i)):
-        k = min(range(workers), key=lambda j: (loads[j], j))
+        k = min(range(workers), key=lambda j: (loads[j], -j))  # a tie goes to a worker: this process reassembles
         shares[k].append(item)
         loads[k] += costs[item]
     return [shares[0]] + [s for s in shares[1:] if s]
