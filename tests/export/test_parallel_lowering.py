@@ -38,5 +38,5 @@ def test_a_program_lowered_half_here_half_in_a_worker_has_the_same_pte_bytes(tin
     serial = lower_programs(programs, workers=1)
     with start_workers(2) as pool:  # started before the work exists, as the exporter does
         parallel = lower_programs(programs, workers=2, min_per_worker=1, pool=pool)
-    assert list(parallel["fp32"].methods) == list(methods)
+    assert parallel["fp32"].methods == set(methods)  # a set in ExecuTorch; the order is checked by the bytes below
     assert pte.to_pte_bytes(parallel["fp32"]) == pte.to_pte_bytes(serial["fp32"])
