@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -35,7 +36,9 @@ def active() -> bool:
 
 def log_config(cfg: MpnasConfig, scope: str) -> None:
     """Flattened config as params. Several steps of one run log into the same MLflow run and MLflow refuses to
-    change a param, so a key already logged with another value (a baseline's search.mode) goes under `scope.`."""
+    change a param, so a key already logged with another value (a baseline's search.mode) goes under `scope.`, and
+    when that too holds another value (the same step for a third seed of a comparison), under `scope_seed<N>.`.
+    A key that still conflicts is left out with a warning: a param must never fail a long run."""
     if not active():
         return
     mlflow.set_tag("git_commit", git_commit())
@@ -43,10 +46,13 @@ def log_config(cfg: MpnasConfig, scope: str) -> None:
     params = {}
     for k, v in flatten(cfg).items():
         v = str(v)[:_MAX_PARAM]
-        if k not in existing:
-            params[k] = v
-        elif existing[k] != v:
-            params[f"{scope}.{k}"] = v
+        for key in (k, f"{scope}.{k}", f"{scope}_seed{cfg.seed}.{k}"):
+            if existing.get(key, v) == v:
+                if key not in existing:
+                    params[key] = v
+                break
+        else:
+            warnings.warn(f"MLflow param {k}={v!r} of {scope} not logged: every scoped name already holds another value")
     items = list(params.items())
     for i in range(0, len(items), 100):
         mlflow.log_params(dict(items[i:i + 100]))

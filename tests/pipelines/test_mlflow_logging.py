@@ -79,3 +79,22 @@ def test_dataset_input_and_logged_model(tmp_path, data_and_model, monkeypatch):
         std = torch.tensor(net.meta["domains"][d]["std"]).view(1, 3, 1, 1)
         with torch.no_grad():
             np.testing.assert_allclose(out[d].numpy(), net((x - mean) / std, d).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_one_step_logs_its_config_for_three_seeds_into_one_run(tmp_path, monkeypatch, tiny_config):
+    """A comparison run logs every seed's search config into one MLflow run: the third seed (whose `seed` differs
+    from both the run's and the scoped value) used to fail the step with MLflow's 'Changing param values'."""
+    import mlflow
+
+    from steps import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment("seeds", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp) as run:
+        for seed in (0, 1, 2, 2):  # the last: a retried step, same values again
+            tracking.log_config(tiny_config(f"seed={seed}"), "search_fixed")
+    params = mlflow.get_run(run.info.run_id).data.params
+    assert (params["seed"], params["search_fixed.seed"], params["search_fixed_seed2.seed"]) == ("0", "1", "2")
+    assert not any(k.startswith("search_fixed_seed2.") and k != "search_fixed_seed2.seed" for k in params)
