@@ -10,6 +10,7 @@ from zenml import step
 
 from mpnas.evaluation.comparison import accuracy_cost_figure, aggregate_seeds, compare_methods, run_weighting
 from mpnas.evaluation.comparison import comparison_markdown as summary_markdown
+from mpnas.evaluation.curves import aggregate_curves, learning_curves_figure, read_run_curve
 from steps import tracking
 from steps._support import TRACKER
 from steps.artifacts import ModelDir
@@ -49,6 +50,14 @@ def group_runs(metrics: list[dict], methods: list[str], seeds: list[int]) -> dic
     return runs
 
 
+def method_curves(methods: list[str], models: list[ModelDir]) -> dict[str, dict[str, Any]]:
+    """{method: val top-1 against training steps, mean and std over its seeds} from each run's history.parquet."""
+    by_method: dict[str, list[dict[int, float]]] = {}
+    for name, model in zip(methods, models):
+        by_method.setdefault(name, []).append(read_run_curve(model.path))
+    return {name: aggregate_curves(runs) for name, runs in by_method.items()}
+
+
 @step(experiment_tracker=TRACKER)
 def compare(dataset: DatasetRef, reports_root: str, metrics: list[dict], methods: list[str], seeds: list[int],
             models: list[ModelDir]) -> Annotated[dict, "comparison"]:
@@ -60,12 +69,16 @@ def compare(dataset: DatasetRef, reports_root: str, metrics: list[dict], methods
     metrics = [{**m, "weighting": run_weighting(model.path)} for m, model in zip(metrics, models)]
     table = {name: aggregate_seeds(runs) for name, runs in group_runs(metrics, methods, seeds).items()}
     summary = compare_methods(table)
-    result = {"methods": table, "summary": summary, "seeds": sorted(set(seeds)), "data": dataset.version()}
+    curves = method_curves(methods, models)
+    result = {"methods": table, "summary": summary, "seeds": sorted(set(seeds)), "data": dataset.version(),
+              "val_curves": curves}
     md = (f"# Method comparison (data `{dataset.content_hash[:16]}`, seeds {', '.join(map(str, result['seeds']))})"
           f"\n\n" + comparison_markdown(table) + "\n"
-          + summary_markdown(summary) + "\n![accuracy against cost](figures/accuracy_vs_cost.png)\n")
+          + summary_markdown(summary) + "\n![accuracy against cost](figures/accuracy_vs_cost.png)\n"
+          + "\n![val top-1 against training steps](figures/val_top1_vs_steps.png)\n")
     with tempfile.TemporaryDirectory() as figs:
         accuracy_cost_figure(summary, Path(figs) / "accuracy_vs_cost.png")
+        learning_curves_figure(curves, Path(figs) / "val_top1_vs_steps.png")
         out = write_report(reports_root, current_run_name(), files={"comparison.md": md, "report.md": md},
                            extra_dirs={"figures": Path(figs)},
                            json_files={"comparison.json": result, "data_version.json": dataset.model_dump(mode="json")},

@@ -44,6 +44,10 @@ def test_comparison_table_over_seeds(smoke_runs, workspace, mlflow_uri):
         for d, dom in entry["domains"].items():
             assert dom["top1_test"] == pytest.approx(sum(r["domains"][d]["top1_test"] for r in entry["runs"]) / 2)
         assert [r["train"]["seed"] for r in entry["runs"]] == [0, 1], name
+    smoke_steps = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())["parameters"]["config"]["train"]["steps"]
+    for name, curve in result["val_curves"].items():  # val top-1 against steps, from each run's history.parquet
+        assert curve["seeds"] == 2 and curve["steps"][-1] == smoke_steps and len(curve["std"]) == len(curve["steps"])
+    assert (workspace / "reports" / run.name / "figures" / "val_top1_vs_steps.png").stat().st_size > 0
     table = (workspace / "reports" / run.name / "comparison.md").read_text()
     assert all(f"| {name} |" in table for name in METHODS) and " ± " in table
     assert m["independent_nas"]["runs"][0]["sharing"]["share_nodes"] is False
