@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from mpnas.evaluation.comparison import accuracy_cost_figure, comparison_markdown, merge_results
+from mpnas.evaluation.curves import learning_curves_figure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,12 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     data = merged.get("data") or {}
     md = (f"# Method comparison (data `{str(data.get('content_hash', '?'))[:16]}`, seeds "
           f"{', '.join(map(str, merged['seeds']))})\n\n" + (f"{args.note}\n\n" if args.note else "") + "Merged from: " + ", ".join(f"`{i}`" for i in args.inputs)
-          + "\n\n" + comparison_markdown(merged["summary"]) + "\n![accuracy against cost](accuracy_vs_cost.png)\n")
+          + "\n\n" + comparison_markdown(merged["summary"]) + "\n![accuracy against cost](accuracy_vs_cost.png)\n"
+          + ("\n![val top-1 against training steps](val_top1_vs_steps.png)\n" if "val_curves" in merged else ""))
     for name, text in (("comparison.json", json.dumps(merged, indent=1, default=str)), ("comparison.md", md)):
         tmp = args.out / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, args.out / name)
     accuracy_cost_figure(merged["summary"], args.out / "accuracy_vs_cost.png")
+    if "val_curves" in merged:
+        learning_curves_figure(merged["val_curves"], args.out / "val_top1_vs_steps.png")
     print(f"merged {len(args.inputs)} results, seeds {merged['seeds']}, methods {', '.join(merged['methods'])} "
           f"-> {args.out}/comparison.{{json,md}}")
     return 0

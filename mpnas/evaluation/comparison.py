@@ -146,7 +146,33 @@ def compare_methods(methods: dict[str, dict], reference: str = REFERENCE, backbo
             "jaccard_mean": m.get("jaccard_mean_off_diagonal"),
         }
     return {"domains": domains, "reference": reference, "backbone": backbone, "rows": rows,
-            "targets": paper_targets(rows), "abdp_references": abdp_references(methods)}
+            "targets": paper_targets(rows), "abdp_references": abdp_references(methods),
+            "paired": paired_differences(methods)}
+
+
+def paired_differences(methods: dict[str, dict], base: str = "mpnas") -> dict[str, dict[str, Any]]:
+    """{other: {"per_seed", "mean", "std", "wins"}}: `base` minus each other method's mean test top-1, seed by seed.
+
+    Runs of one seed share the data order and initialisation seed, so the seed-to-seed swing (several points per
+    domain) largely cancels in the difference: a consistent sign over seeds is stronger evidence than two means whose
+    stds overlap. Only the seeds both methods ran count."""
+    def by_seed(m: dict) -> dict[int, Optional[float]]:  # an aggregate_seeds entry; {} for a single metrics.json
+        return {s: r.get("mean_top1_test") for s, r in zip(m.get("seeds") or [], m.get("runs") or [])}
+
+    if base not in methods:
+        return {}
+    mine = by_seed(methods[base])
+    out: dict[str, dict[str, Any]] = {}
+    for name, m in methods.items():
+        if name == base:
+            continue
+        theirs = by_seed(m)
+        seeds = [s for s in mine if s in theirs and mine[s] is not None and theirs[s] is not None]
+        diffs = {s: mine[s] - theirs[s] for s in seeds}
+        mean, std = _mean_std(list(diffs.values()))
+        out[name] = {"base": base, "per_seed": diffs, "mean": mean, "std": std,
+                     "wins": sum(d > 0 for d in diffs.values()), "seeds": len(diffs)}
+    return out
 
 
 def paper_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -233,7 +259,22 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
         out.append(f"| {t['target']} | {fmt(t['value'])}{'M' if big else ''} | {fmt(t['bound'])}{'M' if big else ''} "
                    f"| {met} |")
-    return "\n".join(out + _references_markdown(summary.get("abdp_references") or {})) + "\n"
+    return "\n".join(out + _paired_markdown(summary.get("paired") or {})
+                     + _references_markdown(summary.get("abdp_references") or {})) + "\n"
+
+
+def _paired_markdown(paired: dict[str, dict[str, Any]]) -> list[str]:
+    if not paired or all(p["seeds"] < 2 for p in paired.values()):
+        return []
+    base = next(iter(paired.values()))["base"]
+    out = ["", f"## Paired differences: {base} minus each method, seed by seed (points of mean test top-1)", "",
+           "| method | per seed | mean ± std | seeds where " + base + " is ahead |", "|---|---|---:|---:|"]
+    for name, p in paired.items():
+        per_seed = ", ".join(f"{100 * d:+.1f}" for d in p["per_seed"].values())
+        mean = "n/a" if p["mean"] is None else (f"{100 * p['mean']:+.1f}" + ("" if p["std"] is None
+                                                                            else f" ± {100 * p['std']:.1f}"))
+        out.append(f"| {name} | {per_seed} | {mean} | {p['wins']} of {p['seeds']} |")
+    return out
 
 
 def _references_markdown(refs: dict[str, dict[str, str]]) -> list[str]:
@@ -299,5 +340,8 @@ def merge_results(results: list[dict[str, Any]], sources: Optional[list[str]] = 
                 runs[name][seed] = metrics
     table = {name: aggregate_seeds(by_seed) for name, by_seed in runs.items()}
     seeds = sorted({s for by_seed in runs.values() for s in by_seed})
-    return {"methods": table, "summary": compare_methods(table), "seeds": seeds, "data": data,
-            "data_copies": [r.get("data") for r in results]}
+    out = {"methods": table, "summary": compare_methods(table), "seeds": seeds, "data": data,
+           "data_copies": [r.get("data") for r in results]}
+    if len(results) == 1 and "val_curves" in results[0]:  # curves hold seed means only: kept from a single input
+        out["val_curves"] = results[0]["val_curves"]
+    return out

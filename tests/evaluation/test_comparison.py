@@ -2,7 +2,7 @@
 
 import pytest
 
-from mpnas.evaluation.comparison import accuracy_cost_figure, compare_methods, comparison_markdown
+from mpnas.evaluation.comparison import accuracy_cost_figure, aggregate_seeds, compare_methods, comparison_markdown
 
 
 def metrics(acc: dict, params: float, flops: float) -> dict:
@@ -53,7 +53,6 @@ def test_markdown_and_figure(table, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ seeds
-from mpnas.evaluation.comparison import aggregate_seeds  # noqa: E402
 
 
 def test_aggregate_seeds_means_std_and_per_domain_means(table):
@@ -93,3 +92,24 @@ def test_shared_domain_bn_and_null_control_targets(table):
     table["shared_domain_bn"]["params_total"] = 1.5e6
     met = {t["target"]: t["met"] for t in compare_methods(table)["targets"]}
     assert met["mpnas params <= 110% of shared_domain_bn"] is False
+
+
+def test_paired_differences_seed_by_seed(table):
+    """mpnas minus each method on the same seed: a consistent sign shows even where the two means' stds overlap."""
+    mpnas = {0: metrics({"a": 0.5, "b": 0.5}, 2e6, 60e6), 1: metrics({"a": 0.7, "b": 0.7}, 2e6, 60e6),
+             2: metrics({"a": 0.3, "b": 0.3}, 2e6, 60e6)}
+    uniform = {s: metrics({d: v["top1_test"] - 0.02 * (s + 1) for d, v in m["domains"].items()}, 2e6, 60e6)
+               for s, m in mpnas.items()}
+    agg = {"mpnas": aggregate_seeds(mpnas), "mpnas_uniform": aggregate_seeds(uniform),
+           "independent_nas": aggregate_seeds({1: metrics({"a": 0.8, "b": 0.8}, 9e6, 90e6)})}  # one shared seed
+    summary = compare_methods(agg)
+    p = summary["paired"]["mpnas_uniform"]
+    assert p["per_seed"] == pytest.approx({0: 0.02, 1: 0.04, 2: 0.06}) and p["wins"] == 3 and p["seeds"] == 3
+    assert p["mean"] == pytest.approx(0.04) and p["std"] == pytest.approx(0.02)
+    assert summary["rows"]["mpnas"]["std_top1_test"] == pytest.approx(0.2)  # the means alone overlap widely
+    ind = summary["paired"]["independent_nas"]
+    assert ind["per_seed"] == pytest.approx({1: -0.1}) and ind["std"] is None and ind["wins"] == 0
+    md = comparison_markdown(summary)
+    assert "| mpnas_uniform | +2.0, +4.0, +6.0 | +4.0 ± 2.0 | 3 of 3 |" in md
+    assert "| independent_nas | -10.0 | -10.0 | 0 of 1 |" in md
+    assert compare_methods(table)["paired"]["mpnas_uniform"]["seeds"] == 0  # plain metrics.json: no seeds to pair

@@ -57,3 +57,16 @@ def test_cli_writes_merge_and_never_into_an_input_dir(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{")
     assert merge_main([str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_one_input_keeps_its_val_curves_and_figure(tmp_path):
+    """Re-rendering one run's comparison.json (e.g. with a newer table) keeps its curves; several inputs drop them,
+    since curves hold seed means that cannot be pooled again."""
+    curves = {"mpnas": {"steps": [100, 200], "mean": [0.2, 0.3], "std": [0.01, 0.02], "seeds": 2}}
+    one = {**result(0, 0.0), "val_curves": curves}
+    (tmp_path / "a.json").write_text(json.dumps(one))
+    assert merge_main([str(tmp_path / "a.json"), "--out", str(tmp_path / "m")]) == 0
+    assert json.loads((tmp_path / "m" / "comparison.json").read_text())["val_curves"] == curves
+    assert (tmp_path / "m" / "val_top1_vs_steps.png").stat().st_size > 0
+    assert "val_top1_vs_steps.png" in (tmp_path / "m" / "comparison.md").read_text()
+    assert "val_curves" not in merge_results([one, result(1, 0.1)])
