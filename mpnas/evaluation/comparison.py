@@ -10,6 +10,7 @@ carry the sample standard deviation (n - 1; none for one seed): differences of 1
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -22,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from mpnas.evaluation.metrics import decathlon_score, reference_e_max  # noqa: E402
+from mpnas.utils.io import atomic_write_bytes  # noqa: E402
 
 REFERENCE = "independent_nas"
 BACKBONE = "single_path_multi_head"
@@ -35,7 +37,7 @@ SEED_MEANS = ("mean_top1_test", "mean_top1_val", "decathlon_score", "params_tota
               "flops_mean_path", "jaccard_mean_off_diagonal")
 
 
-def _mean_std(values: list[Optional[float]]) -> tuple[Optional[float], Optional[float]]:
+def mean_std(values: list[Optional[float]]) -> tuple[Optional[float], Optional[float]]:
     """Mean and sample std (n - 1) of the known values; (None, None) if none, std None for a single value."""
     known = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
              and not math.isnan(float(v))]
@@ -56,15 +58,15 @@ def aggregate_seeds(runs: dict[int, dict]) -> dict[str, Any]:
     ordered = [runs[s] for s in seeds]
     out: dict[str, Any] = {"seeds": seeds, "method": ordered[0].get("method")}
     for key in SEED_MEANS:
-        out[key] = _mean_std([m.get(key) for m in ordered])[0]
-    out["std_top1_test"] = _mean_std([m.get("mean_top1_test") for m in ordered])[1]
-    out["std_top1_val"] = _mean_std([m.get("mean_top1_val") for m in ordered])[1]
+        out[key] = mean_std([m.get(key) for m in ordered])[0]
+    out["std_top1_test"] = mean_std([m.get("mean_top1_test") for m in ordered])[1]
+    out["std_top1_val"] = mean_std([m.get("mean_top1_val") for m in ordered])[1]
     domains = list(ordered[0].get("domains", {}))
     out["domains"] = {}
     for d in domains:
         entry: dict[str, Any] = {}
         for key in ("top1_test", "top1_val"):
-            mean, std = _mean_std([m.get("domains", {}).get(d, {}).get(key) for m in ordered])
+            mean, std = mean_std([m.get("domains", {}).get(d, {}).get(key) for m in ordered])
             entry[key], entry[f"{key}_std"] = mean, std
         entry["num_classes"] = ordered[0]["domains"][d].get("num_classes")
         out["domains"][d] = entry
@@ -169,7 +171,7 @@ def paired_differences(methods: dict[str, dict], base: str = "mpnas") -> dict[st
         theirs = by_seed(m)
         seeds = [s for s in mine if s in theirs and mine[s] is not None and theirs[s] is not None]
         diffs = {s: mine[s] - theirs[s] for s in seeds}
-        mean, std = _mean_std(list(diffs.values()))
+        mean, std = mean_std(list(diffs.values()))
         out[name] = {"base": base, "per_seed": diffs, "mean": mean, "std": std,
                      "wins": sum(d > 0 for d in diffs.values()), "seeds": len(diffs)}
     return out
@@ -286,6 +288,14 @@ def _references_markdown(refs: dict[str, dict[str, str]]) -> list[str]:
     return out + [f"| {name} | {seed} | {label} |" for name, by_seed in refs.items() for seed, label in by_seed.items()]
 
 
+def save_figure(fig: plt.Figure, path: str | Path, **savefig: Any) -> Path:
+    """Write `fig` as a PNG to a temp name beside `path`, rename it into place, and close the figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **savefig)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def accuracy_cost_figure(summary: dict[str, Any], path: str | Path) -> Path:
     """Mean test top-1 against total parameters and against FLOPs (sum of paths), one point per method (with the
     seed standard deviation as an error bar)."""
@@ -306,13 +316,7 @@ def accuracy_cost_figure(summary: dict[str, Any], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle("Accuracy against model cost")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def merge_results(results: list[dict[str, Any]], sources: Optional[list[str]] = None) -> dict[str, Any]:

@@ -10,7 +10,6 @@ run would score somewhat higher at that step; the curve is a lower bound of accu
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from mpnas.evaluation.comparison import mean_std, save_figure  # noqa: E402
 
 HISTORY = "history.parquet"  # in a trained model dir (mpnas.training.trainer)
 VAL_COLUMN = "val_top1_mean"
@@ -46,13 +47,8 @@ def aggregate_curves(curves: list[dict[int, float]]) -> dict[str, list[Any]]:
     if not curves:
         return {"steps": [], "mean": [], "std": [], "seeds": 0}
     steps = sorted(set.intersection(*(set(c) for c in curves)))
-    mean, std = [], []
-    for s in steps:
-        vals = [c[s] for c in curves]
-        m = sum(vals) / len(vals)
-        mean.append(m)
-        std.append(math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None)
-    return {"steps": steps, "mean": mean, "std": std, "seeds": len(curves)}
+    stats = [mean_std([c[s] for c in curves]) for s in steps]
+    return {"steps": steps, "mean": [m for m, _ in stats], "std": [sd for _, sd in stats], "seeds": len(curves)}
 
 
 def learning_curves_figure(curves: dict[str, dict[str, list[Any]]], path: str | Path,
@@ -77,10 +73,4 @@ def learning_curves_figure(curves: dict[str, dict[str, list[Any]]], path: str | 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -3,7 +3,6 @@ loss weights over training. matplotlib with the Agg backend, written atomically 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Optional
 
@@ -15,18 +14,15 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import FancyBboxPatch, Patch  # noqa: E402
 
 from mpnas.evaluation.added import added_nodes, added_records  # noqa: E402
+from mpnas.evaluation.comparison import save_figure  # noqa: E402
 from mpnas.models.multipath import MultiPathNet  # noqa: E402
-from mpnas.utils.io import atomic_write_bytes  # noqa: E402
 
 SHARED_FILL, EXCLUSIVE_FILL = "#4a4a4a", "#d9d9d9"
 ADDED_HATCH = "////"  # nodes created by `mpnas add-domain`, edged in the colour of the domain they were added for
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path, dpi=130, bbox_inches="tight")
 
 
 def domain_colours(domains: list[str]) -> dict[str, tuple]:
