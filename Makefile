@@ -9,6 +9,10 @@ export ZENML_CONFIG_PATH := $(CURDIR)/.zen-config
 export ZENML_LOGGING_VERBOSITY := WARN
 export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export AUTO_OPEN_DASHBOARD := false
+# Python may cache the bytecode of what it imports (some machines set PYTHONDONTWRITEBYTECODE=1, and uv installs
+# without .pyc files): otherwise every process (the pipeline, each DVC call, each export worker, each test subprocess)
+# compiles torch, ExecuTorch, ZenML and MLflow from source again, about 10 s per process here (BENCHMARKS.md).
+unexport PYTHONDONTWRITEBYTECODE
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 CONFIG ?= configs/default.yaml
 BENCH ?= all
