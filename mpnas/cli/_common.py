@@ -11,7 +11,7 @@ from typing import Any, Iterator, Optional
 from pydantic import ValidationError
 
 from mpnas.config import ConfigError, MpnasConfig, format_errors, apply_overrides, load_config, read_yaml
-from mpnas.utils.io import check_out_path, output_lock, refuse_nonempty, refuse_overlap
+from mpnas.utils.io import check_out_path, lock_path, output_lock, refuse_nonempty, refuse_overlap
 
 # Top-level keys that mark a ZenML run configuration (configs/*.yaml) rather than a plain mpnas config.
 RUN_CONFIG_KEYS = {"run_name", "parameters", "enable_cache", "enable_artifact_metadata", "enable_artifact_visualization",
@@ -61,6 +61,12 @@ def config_from_args(args: argparse.Namespace) -> MpnasConfig:
     return load_any_config(args.config, args.overrides)
 
 
+def torchrun_peer() -> bool:
+    """A rank other than 0 of a torchrun launch (`torchrun --nproc_per_node=N mpnas train ...`): it shares rank 0's
+    output, so it must neither take the output lock rank 0 holds nor refuse the directory rank 0 has begun to write."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+
+
 @contextlib.contextmanager
 def writing(out: str | Path, overwrite: bool = False, resume: Optional[bool] = None,
             **inputs: Optional[str | Path]) -> Iterator[Path]:
@@ -68,6 +74,9 @@ def writing(out: str | Path, overwrite: bool = False, resume: Optional[bool] = N
     or (when `resume` is given: search/train) holds an earlier run; then hold the output lock until the end."""
     refuse_overlap(out, **inputs)
     check_out_path(out)
+    if torchrun_peer():  # rank 0 holds the lock and checks `out`; only it writes (mpnas.distributed)
+        yield lock_path(out)
+        return
     with output_lock(out) as lock:
         if resume is not None:
             refuse_nonempty(out, overwrite, resume)
