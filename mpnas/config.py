@@ -337,6 +337,9 @@ class TrainConfig(OptimizerConfig):
         "per_domain", description="per_domain: BN statistics per domain, affine shared; per_domain_affine: statistics "
                                   "and affine per domain; shared: one BN for all (ablation)")
     loss_weighting: WeightingConfig = WeightingConfig()
+    warm_start: Optional[Path] = Field(None, description="a search --out directory (or its checkpoint.pt): start every "
+                                                         "node, head and classifier from the supernet's weights for "
+                                                         "its choice (mpnas/training/warm_start.py) instead of random")
     eval_every: int = Field(100, ge=1)
     early_stopping_patience: Optional[int] = Field(None, ge=1, description="evaluations without val improvement")
     checkpoint_every: int = Field(100, ge=1)

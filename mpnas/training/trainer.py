@@ -82,6 +82,10 @@ def build_model(cfg: MpnasConfig, ds: PreparedDataset, genotypes: dict[str, Geno
     model = MultiPathNet(space, {d: genotypes[d] for d in domains}, {d: ds.num_classes(d) for d in domains},
                          cfg.train.bn_mode, cfg.train.dropout, share_nodes, cfg.space)
     init_weights(model)
+    if cfg.train.warm_start is not None:
+        from mpnas.training.warm_start import load_supernet_state, warm_start
+
+        warm_start(model, load_supernet_state(cfg.train.warm_start, ds.content_hash))
     return model
 
 
