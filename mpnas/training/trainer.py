@@ -310,7 +310,9 @@ def _resume(run: _Run, ckpt: Path, progress: bool) -> None:
         if progress:
             print(f"[train] resumed from {ckpt} at step {run.step}/{run.cfg.train.steps}", flush=True)
     elif progress:
-        print(f"[train] no checkpoint in {ckpt.parent}; starting from scratch", flush=True)
+        start = (f"the supernet weights of {run.cfg.train.warm_start}" if run.cfg.train.warm_start is not None
+                 else "scratch")
+        print(f"[train] no checkpoint in {ckpt.parent}; starting from {start}", flush=True)
 
 
 def _write_model_dir(out_dir: Path, cfg: MpnasConfig, ds: PreparedDataset, data_dir: Path, model: MultiPathNet,
