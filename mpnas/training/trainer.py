@@ -82,10 +82,6 @@ def build_model(cfg: MpnasConfig, ds: PreparedDataset, genotypes: dict[str, Geno
     model = MultiPathNet(space, {d: genotypes[d] for d in domains}, {d: ds.num_classes(d) for d in domains},
                          cfg.train.bn_mode, cfg.train.dropout, share_nodes, cfg.space)
     init_weights(model)
-    if cfg.train.warm_start is not None:
-        from mpnas.training.warm_start import load_supernet_state, warm_start
-
-        warm_start(model, load_supernet_state(cfg.train.warm_start, ds.content_hash))
     return model
 
 
@@ -251,6 +247,10 @@ def train_model(cfg: MpnasConfig, data_dir: str | Path, genotypes: dict[str, Gen
     ckpt = out_dir / CHECKPOINT
     if resume:
         _resume(run, ckpt, progress)
+    if run.step == 0 and tc.warm_start is not None:  # a resumed run has its weights: it needs no search checkpoint
+        from mpnas.training.warm_start import load_supernet_state, warm_start
+
+        warm_start(model, load_supernet_state(tc.warm_start, ds.content_hash))
     out_dir.mkdir(parents=True, exist_ok=True)
 
     t0, start_step = time.perf_counter(), run.step

@@ -83,8 +83,8 @@ def load_supernet_state(search: str | Path, data_hash: str | None = None) -> dic
 
 
 @torch.no_grad()
-def warm_start(model: MultiPathNet, state: dict) -> dict[str, int]:
-    """Copy the supernet's weights into `model` (see the module docstring); returns what was copied, by kind."""
+def warm_start(model: MultiPathNet, state: dict) -> None:
+    """Copy the supernet's weights into `model` (see the module docstring), in place."""
     searched = list(state["domains"])
     missing = [d for d in model.domains if d not in searched]
     if missing:
@@ -93,7 +93,6 @@ def warm_start(model: MultiPathNet, state: dict) -> dict[str, int]:
     independent = state.get("mode") == "independent"
     net_of = {d: (searched.index(d) if independent else 0) for d in model.domains}
     users = model.node_users()
-    counts = {"nodes": 0, "heads": 0, "classifiers": 0}
     for key, node in model.nodes.items():
         layer_index, choice = model.node_specs[key]
         p = f"{net_of[users[key][0]]}.layers.{layer_index}"
@@ -101,16 +100,12 @@ def warm_start(model: MultiPathNet, state: dict) -> dict[str, int]:
             _bottleneck(node, nets, p, choice.kernel)
         else:
             _stem(node, nets, p, choice.kernel)
-        counts["nodes"] += 1
     for key, head in model.heads.items():
         domain = key if key in net_of else model.domains[0]  # the shared head (share_nodes) reads net 0
         _head(head, nets, str(net_of[domain]))
-        counts["heads"] += 1
     for d in model.domains:
         linear = model.classifiers[d][1]
         assert isinstance(linear, nn.Linear)
         i = searched.index(d)
         _copy(linear.weight, classifiers[f"{i}.weight"], f"classifiers.{i}.weight ({d})")
         _copy(linear.bias, classifiers[f"{i}.bias"], f"classifiers.{i}.bias ({d})")
-        counts["classifiers"] += 1
-    return counts

@@ -11,7 +11,7 @@ from mpnas.nas.search import run_search
 from mpnas.nas.supernet import SuperNet
 from mpnas.space import genotypes_from_json
 from mpnas.training.trainer import build_model, resolve_space, train_model
-from mpnas.training.warm_start import load_supernet_state
+from mpnas.training.warm_start import load_supernet_state, warm_start
 
 SEARCH = ["search.steps=4", "search.batch_size=8", "search.val_batch_multiplier=1", "search.log_every=2",
           "search.checkpoint_every=2", "train.dropout=0"]
@@ -38,14 +38,14 @@ def _supernet_logits(state, cfg, x, genotype, index):
 @pytest.mark.parametrize("bn_mode", ["per_domain", "per_domain_affine"])
 def test_every_domain_starts_as_the_supernet_along_its_path(searched, tiny_data, bn_mode):
     cfg, out = searched
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"warm_start": out, "bn_mode": bn_mode})})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"bn_mode": bn_mode})})
     genotypes = genotypes_from_json((out / "genotypes.json").read_text())
     ds = PreparedDataset(tiny_data)
     domains = list(genotypes)
-    model = build_model(cfg, ds, genotypes, domains).train()
-    cold = build_model(cfg.model_copy(update={"train": cfg.train.model_copy(update={"warm_start": None})}), ds,
-                       genotypes, domains).train()
     state = load_supernet_state(out)
+    model = build_model(cfg, ds, genotypes, domains).train()
+    warm_start(model, state)
+    cold = build_model(cfg, ds, genotypes, domains).train()
     torch.manual_seed(1)
     x = torch.randn(6, 3, cfg.data.crop, cfg.data.crop)
     with torch.no_grad():
@@ -61,6 +61,10 @@ def test_a_warm_started_training_runs(searched, tiny_data, tmp_path):
     genotypes = genotypes_from_json((out / "genotypes.json").read_text())
     res = train_model(cfg.model_copy(update={"train": train}), tiny_data, genotypes, tmp_path / "m", progress=False)
     assert len(res.history) == 3
+    missing = cfg.train.model_copy(update={"warm_start": tmp_path / "nowhere"})
+    with pytest.raises(FileNotFoundError, match="train.warm_start"):  # refused before any step or file
+        train_model(cfg.model_copy(update={"train": missing}), tiny_data, genotypes, tmp_path / "m2", progress=False)
+    assert not (tmp_path / "m2").exists()
 
 
 def test_bad_sources_are_refused_naming_the_field(searched, tiny_data, tmp_path):
@@ -68,9 +72,8 @@ def test_bad_sources_are_refused_naming_the_field(searched, tiny_data, tmp_path)
     genotypes = genotypes_from_json((out / "genotypes.json").read_text())
     ds = PreparedDataset(tiny_data)
 
-    def build(source, domains=list(genotypes)):
-        c = cfg.model_copy(update={"train": cfg.train.model_copy(update={"warm_start": source})})
-        return build_model(c, ds, genotypes, domains)
+    def build(source):
+        warm_start(build_model(cfg, ds, genotypes, list(genotypes)), load_supernet_state(source, ds.content_hash))
 
     with pytest.raises(FileNotFoundError, match="train.warm_start: .*does not exist"):
         build(tmp_path / "nowhere")
