@@ -1,5 +1,7 @@
-"""The project-local ZenML stack: SQLite ZenML store under ZENML_CONFIG_PATH, local orchestrator and artifact store,
-and an MLflow experiment tracker backed by a SQLite store inside the project. Registration is idempotent."""
+"""The project-local ZenML stack: SQLite ZenML store under ZENML_CONFIG_PATH, the local artifact store, an MLflow
+experiment tracker backed by a SQLite store inside the project, and ZenML's local orchestrator extended to run
+independent steps side by side when a run config asks for it (pipelines/parallel_orchestrator.py). Registration is
+idempotent, and a stack registered before the orchestrator existed is moved onto it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from steps._support import TRACKER
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = "mpnas_local"
+ORCHESTRATOR = "mpnas_orchestrator"
+ORCHESTRATOR_FLAVOR_SOURCE = "pipelines.parallel_orchestrator.ParallelLocalOrchestratorFlavor"
 
 
 def tracking_uri() -> str:
@@ -45,14 +49,33 @@ def ensure_local_stack(uri: str | None = None, activate: bool = True) -> str:
     elif trackers.items[0].configuration.get("tracking_uri") != uri:
         client.update_stack_component(TRACKER, StackComponentType.EXPERIMENT_TRACKER,
                                       configuration={"tracking_uri": uri})
+    ensure_orchestrator(client)
     if client.list_stacks(name=STACK).total == 0:
         client.create_stack(name=STACK, components={
-            StackComponentType.ORCHESTRATOR: "default",
+            StackComponentType.ORCHESTRATOR: ORCHESTRATOR,
             StackComponentType.ARTIFACT_STORE: "default",
             StackComponentType.EXPERIMENT_TRACKER: TRACKER})
+    else:
+        stack = client.get_stack(STACK)
+        if stack.components[StackComponentType.ORCHESTRATOR][0].name != ORCHESTRATOR:
+            client.update_stack(STACK, component_updates={StackComponentType.ORCHESTRATOR: ORCHESTRATOR})
     if activate and client.active_stack_model.name != STACK:
         client.activate_stack(STACK)
     return STACK
+
+
+def ensure_orchestrator(client) -> None:
+    """Register the parallel-capable local orchestrator's flavor and one component of it (one step at a time unless
+    a run config's `settings.orchestrator.max_parallel_steps` says otherwise)."""
+    from zenml.enums import StackComponentType
+
+    from pipelines.parallel_orchestrator import FLAVOR
+
+    kind = StackComponentType.ORCHESTRATOR
+    if client.list_flavors(name=FLAVOR, type=kind.value).total == 0:
+        client.create_flavor(source=ORCHESTRATOR_FLAVOR_SOURCE, component_type=kind)
+    if client.list_stack_components(type=kind.value, name=ORCHESTRATOR).total == 0:
+        client.create_stack_component(name=ORCHESTRATOR, flavor=FLAVOR, component_type=kind, configuration={})
 
 
 # MLflow 3's UI opens an experiment on its GenAI overview (traces, latency, tokens) unless the experiment says it

@@ -38,11 +38,26 @@ def log_config(cfg: MpnasConfig, scope: str) -> None:
     """Flattened config as params. Several steps of one run log into the same MLflow run and MLflow refuses to
     change a param, so a key already logged with another value (a baseline's search.mode) goes under `scope.`, and
     when that too holds another value (the same step for a third seed of a comparison), under `scope_seed<N>.`.
-    A key that still conflicts is left out with a warning: a param must never fail a long run."""
+    A key that still conflicts is left out with a warning: a param must never fail a long run. Steps running side by
+    side (pipelines/parallel_orchestrator.py) may both claim a free key: the one refused reads the run again and
+    places its params anew."""
     if not active():
         return
     mlflow.set_tag("git_commit", git_commit())
-    existing = mlflow.get_run(run_id()).data.params
+    for attempt in range(5):
+        params = _new_params(cfg, scope, mlflow.get_run(run_id()).data.params)
+        try:
+            items = list(params.items())
+            for i in range(0, len(items), 100):
+                mlflow.log_params(dict(items[i:i + 100]))
+            return
+        except mlflow.exceptions.MlflowException as exc:
+            if "Changing param values is not allowed" not in str(exc) or attempt == 4:
+                raise
+
+
+def _new_params(cfg: MpnasConfig, scope: str, existing: dict[str, str]) -> dict[str, str]:
+    """The params to log: each config key under the first name that is free or already holds its value."""
     params = {}
     for k, v in flatten(cfg).items():
         v = str(v)[:_MAX_PARAM]
@@ -53,9 +68,7 @@ def log_config(cfg: MpnasConfig, scope: str) -> None:
                 break
         else:
             warnings.warn(f"MLflow param {k}={v!r} of {scope} not logged: every scoped name already holds another value")
-    items = list(params.items())
-    for i in range(0, len(items), 100):
-        mlflow.log_params(dict(items[i:i + 100]))
+    return params
 
 
 def set_tags(tags: dict[str, Any]) -> None:

@@ -98,3 +98,29 @@ def test_one_step_logs_its_config_for_three_seeds_into_one_run(tmp_path, monkeyp
     params = mlflow.get_run(run.info.run_id).data.params
     assert (params["seed"], params["search_fixed.seed"], params["search_fixed_seed2.seed"]) == ("0", "1", "2")
     assert not any(k.startswith("search_fixed_seed2.") and k != "search_fixed_seed2.seed" for k in params)
+
+
+def test_a_step_that_loses_a_param_race_places_its_params_again(tmp_path, monkeypatch, tiny_config):
+    """Two steps side by side (parallel orchestrator) may both see `seed` free and both log it: the second is refused
+    by MLflow, reads the run again and logs its value under the scoped name instead of failing the step."""
+    import mlflow
+
+    from steps import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment("race", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp) as run:
+        stale = mlflow.get_run(run.info.run_id)  # what the second step read before the first one logged
+        tracking.log_config(tiny_config("seed=0"), "search_a")
+        real_get_run, reads = mlflow.get_run, []
+
+        def get_run(run_id):
+            reads.append(run_id)
+            return stale if len(reads) == 1 else real_get_run(run_id)
+
+        monkeypatch.setattr(mlflow, "get_run", get_run)
+        tracking.log_config(tiny_config("seed=1"), "search_b")
+    params = real_get_run(run.info.run_id).data.params
+    assert len(reads) == 2 and (params["seed"], params["search_b.seed"]) == ("0", "1")
