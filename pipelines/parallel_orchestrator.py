@@ -27,7 +27,7 @@ import time
 from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Type
 from uuid import uuid4
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from zenml.config.base_settings import BaseSettings
 from zenml.entrypoints.step_entrypoint_configuration import StepEntrypointConfiguration
 from zenml.enums import ExecutionMode
@@ -45,7 +45,10 @@ POLL_S = 0.2
 
 
 class ParallelLocalSettings(BaseSettings):
-    """Per-run settings (`settings.orchestrator` of a run config) and the component's defaults."""
+    """Per-run settings (`settings.orchestrator` of a run config) and the component's defaults; a misspelt key is
+    refused (ZenML's settings would keep it and run with the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_parallel_steps: int = Field(1, ge=1, description="steps run at once; 1 runs them in-process, in order")
     threads_per_step: Optional[int] = Field(None, ge=1, description="torch threads of each step process; "
@@ -54,6 +57,8 @@ class ParallelLocalSettings(BaseSettings):
 
 class ParallelLocalOrchestratorConfig(LocalOrchestratorConfig, ParallelLocalSettings):
     """The component's configuration (same fields as the settings)."""
+
+    model_config = ConfigDict(extra="ignore")  # a stack component's configuration, as ZenML builds it
 
 
 # ------------------------------------------------------------------------------------------------- the scheduler
@@ -69,6 +74,7 @@ def run_dag(upstream: Dict[str, List[str]], launch: Callable[[str], "subprocess.
     `launch(name)` starts a step's process. Returns (completed, failed, skipped). A failed step skips its downstream
     steps; `fail_fast` and `stop_on_failure` start nothing after the first failure and wait for the running steps.
     Ctrl-C terminates the running processes and re-raises."""
+    start = time.time()
     waiting = list(upstream)
     running: Dict[str, subprocess.Popen] = {}
     completed: list[str] = []
@@ -82,8 +88,9 @@ def run_dag(upstream: Dict[str, List[str]], launch: Callable[[str], "subprocess.
                     continue
                 del running[name]
                 (completed if rc == 0 else failed).append(name)
-                if rc != 0:
-                    log(f"step {name} failed (exit {rc})")
+                log(f"step {name} " + ("finished" if rc == 0 else f"failed (exit {rc})") +
+                    f": {len(completed)}/{len(upstream)} steps done, {len(running)} running, "
+                    f"{(time.time() - start) / 60:.1f} min elapsed")
             stop = bool(failed) and mode in (ExecutionMode.FAIL_FAST, ExecutionMode.STOP_ON_FAILURE)
             for name in list(waiting):
                 ups = upstream[name]

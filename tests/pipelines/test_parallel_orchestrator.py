@@ -120,3 +120,13 @@ def test_run_dag_fail_fast_starts_nothing_after_a_failure():
     done, failed, skipped = run_dag(upstream, launch, max_parallel=1, mode=ExecutionMode.FAIL_FAST,
                                     log=lambda _: None)
     assert failed == ["bad"] and sorted(skipped) == ["x", "y"] and not done
+
+
+@pytest.mark.parametrize("bad", [{"max_parallel_steps": 0}, {"max_paralel_steps": 2}, {"threads_per_step": "two"}])
+def test_bad_orchestrator_settings_are_refused_before_any_step(zenml_stack, bad):
+    from zenml.client import Client
+
+    before = Client().list_pipeline_runs(size=1).total
+    with pytest.raises(Exception, match="max_parallel_steps|max_paralel_steps|threads_per_step"):
+        fan_out.with_options(settings={"orchestrator": bad})()
+    assert Client().list_pipeline_runs(size=1).total == before
