@@ -66,16 +66,36 @@ class StepFailed(RuntimeError):
     pass
 
 
+def chain_lengths(upstream: Dict[str, List[str]]) -> Dict[str, int]:
+    """Step -> number of steps on its longest downstream chain, itself included (1 for a step nothing depends on)."""
+    downstream: Dict[str, List[str]] = {n: [] for n in upstream}
+    for name, ups in upstream.items():
+        for u in ups:
+            downstream.setdefault(u, []).append(name)
+    lengths: Dict[str, int] = {}
+
+    def length(name: str) -> int:
+        if name not in lengths:
+            lengths[name] = 1 + max((length(d) for d in downstream[name]), default=0)
+        return lengths[name]
+
+    return {n: length(n) for n in upstream}
+
+
 def run_dag(upstream: Dict[str, List[str]], launch: Callable[[str], "subprocess.Popen[bytes]"], max_parallel: int,
             mode: ExecutionMode = ExecutionMode.CONTINUE_ON_FAILURE, first_alone: bool = True,
             log: Callable[[str], None] = print) -> tuple[list[str], list[str], list[str]]:
-    """Run every step once its upstream steps completed, at most `max_parallel` at a time, in the dict's order.
+    """Run every step once its upstream steps completed, at most `max_parallel` at a time.
 
-    `launch(name)` starts a step's process. Returns (completed, failed, skipped). A failed step skips its downstream
+    Ready steps start longest chain first (`chain_lengths`), ties in the dict's order, so a step that gates a chain
+    (the comparison's mpnas_uniform training, whose evaluation steers mpnas's ABDP) does not wait behind independent
+    ones and leave one core idle at the end. `launch(name)` starts a step's process. Returns (completed, failed, skipped). A failed step skips its downstream
     steps; `fail_fast` and `stop_on_failure` start nothing after the first failure and wait for the running steps.
     Ctrl-C terminates the running processes and re-raises."""
     start = time.time()
-    waiting = list(upstream)
+    chain = chain_lengths(upstream)
+    order = {name: i for i, name in enumerate(upstream)}
+    waiting = sorted(upstream, key=lambda n: (-chain[n], order[n]))
     running: Dict[str, subprocess.Popen] = {}
     completed: list[str] = []
     failed: list[str] = []

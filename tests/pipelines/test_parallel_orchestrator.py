@@ -130,3 +130,13 @@ def test_bad_orchestrator_settings_are_refused_before_any_step(zenml_stack, bad)
     with pytest.raises(Exception, match="max_parallel_steps|max_paralel_steps|threads_per_step"):
         fan_out.with_options(settings={"orchestrator": bad})()
     assert Client().list_pipeline_runs(size=1).total == before
+
+
+def test_run_dag_starts_the_head_of_the_longest_chain_first():
+    """Layer order would run the three independent trainings first and leave the gated chain (train_u -> eval_u ->
+    train_m) to run alone at the end; longest chain first starts train_u at once."""
+    launch, launched = _sleeper(0.3)
+    upstream = {"t1": [], "t2": [], "t3": [], "train_u": [], "eval_u": ["train_u"], "train_m": ["eval_u"]}
+    run_dag(upstream, launch, max_parallel=2, first_alone=False, log=lambda _: None)
+    order = [n for n, _ in launched]
+    assert order[0] == "train_u" and order.index("eval_u") < order.index("t3")
