@@ -62,10 +62,6 @@ class ParallelLocalOrchestratorConfig(LocalOrchestratorConfig, ParallelLocalSett
 
 
 # ------------------------------------------------------------------------------------------------- the scheduler
-class StepFailed(RuntimeError):
-    pass
-
-
 def chain_lengths(upstream: Dict[str, List[str]]) -> Dict[str, int]:
     """Step -> number of steps on its longest downstream chain, itself included (1 for a step nothing depends on)."""
     downstream: Dict[str, List[str]] = {n: [] for n in upstream}
@@ -89,9 +85,9 @@ def run_dag(upstream: Dict[str, List[str]], launch: Callable[[str], "subprocess.
 
     Ready steps start longest chain first (`chain_lengths`), ties in the dict's order, so a step that gates a chain
     (the comparison's mpnas_uniform training, whose evaluation steers mpnas's ABDP) does not wait behind independent
-    ones and leave one core idle at the end. `launch(name)` starts a step's process. Returns (completed, failed, skipped). A failed step skips its downstream
-    steps; `fail_fast` and `stop_on_failure` start nothing after the first failure and wait for the running steps.
-    Ctrl-C terminates the running processes and re-raises."""
+    ones and leave a core idle at the end. `launch(name)` starts a step's process. Returns (completed, failed,
+    skipped). A failed step skips its downstream steps; `fail_fast` and `stop_on_failure` start nothing after the
+    first failure and wait for the running steps. Ctrl-C terminates the running processes and re-raises."""
     start = time.time()
     chain = chain_lengths(upstream)
     order = {name: i for i, name in enumerate(upstream)}
