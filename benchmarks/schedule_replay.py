@@ -13,27 +13,22 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-from typing import Callable, Dict, List
+from typing import Dict, List
 
-from pipelines.parallel_orchestrator import chain_lengths
+from pipelines.parallel_orchestrator import start_order, steps_to_start
 
 
-def replay(upstream: Dict[str, List[str]], seconds: Dict[str, float], slots: int,
-           priority: Callable[[str], tuple]) -> float:
-    """Makespan of list scheduling: whenever a slot is free, start the ready step that sorts first by `priority`;
-    the first step runs alone, as the orchestrator runs it."""
+def replay(upstream: Dict[str, List[str]], seconds: Dict[str, float], slots: int, order: List[str]) -> float:
+    """Makespan in virtual time when ready steps start in `order` by the orchestrator's start rule
+    (`steps_to_start`); the first step runs alone, as the orchestrator runs it."""
     done: set[str] = set()
-    waiting = sorted(upstream, key=priority)
+    waiting = list(order)
     running: list[tuple[float, str]] = []
     now = 0.0
     while waiting or running:
-        limit = 1 if not done else slots
-        for name in list(waiting):
-            if len(running) >= limit:
-                break
-            if all(u in done for u in upstream[name]):
-                waiting.remove(name)
-                heapq.heappush(running, (now + seconds.get(name, 0.0), name))
+        for name in steps_to_start(waiting, upstream, done, len(running), slots if done else 1):
+            waiting.remove(name)
+            heapq.heappush(running, (now + seconds.get(name, 0.0), name))
         now, name = heapq.heappop(running)
         done.add(name)
     return now
@@ -51,16 +46,14 @@ def main(argv: list[str] | None = None) -> None:
 
     run = Client().get_pipeline_run(args.run)
     order = list(run.snapshot.step_configurations) if run.snapshot else list(run.steps)
-    index = {n: i for i, n in enumerate(order)}
     upstream = {n: [u for u in run.steps[n].spec.upstream_steps if u in run.steps] for n in order if n in run.steps}
     seconds = {n: (s.end_time - s.start_time).total_seconds() for n, s in run.steps.items()
                if s.start_time and s.end_time}
-    chain = chain_lengths(upstream)
     result = {"run": run.name, "slots": args.slots, "steps": len(upstream),
               "sum_of_step_seconds": round(sum(seconds.values()), 1),
-              "makespan_snapshot_order_s": round(replay(upstream, seconds, args.slots, lambda n: (index[n],)), 1),
-              "makespan_longest_chain_first_s": round(replay(upstream, seconds, args.slots,
-                                                             lambda n: (-chain[n], index[n])), 1)}
+              "makespan_snapshot_order_s": round(replay(upstream, seconds, args.slots, list(upstream)), 1),
+              "makespan_longest_chain_first_s": round(replay(upstream, seconds, args.slots, start_order(upstream)),
+                                                      1)}
     result["lower_bound_s"] = round(result["sum_of_step_seconds"] / args.slots, 1)
     print(json.dumps(result, indent=1))
     if args.json:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Type
+from typing import IO, TYPE_CHECKING, Callable, Collection, Dict, List, Optional, Type
 from uuid import uuid4
 
 from pydantic import ConfigDict, Field
@@ -78,20 +78,33 @@ def chain_lengths(upstream: Dict[str, List[str]]) -> Dict[str, int]:
     return {n: length(n) for n in upstream}
 
 
+def start_order(upstream: Dict[str, List[str]]) -> List[str]:
+    """The order in which ready steps start: longest downstream chain first (`chain_lengths`), ties in the dict's
+    order. A step that gates a chain (the comparison's mpnas_uniform training, whose evaluation steers mpnas's ABDP)
+    then does not wait behind independent ones and leave a core idle at the end."""
+    chain = chain_lengths(upstream)
+    index = {name: i for i, name in enumerate(upstream)}
+    return sorted(upstream, key=lambda n: (-chain[n], index[n]))
+
+
+def steps_to_start(waiting: List[str], upstream: Dict[str, List[str]], done: Collection[str], running: int,
+                   limit: int) -> List[str]:
+    """The waiting steps to start now, in `waiting`'s order: those whose upstream steps are all done, as many as
+    keep at most `limit` running. The one start rule of the orchestrator and of benchmarks/schedule_replay.py."""
+    ready = [name for name in waiting if all(u in done for u in upstream[name])]
+    return ready[:max(0, limit - running)]
+
+
 def run_dag(upstream: Dict[str, List[str]], launch: Callable[[str], "subprocess.Popen[bytes]"], max_parallel: int,
             mode: ExecutionMode = ExecutionMode.CONTINUE_ON_FAILURE, first_alone: bool = True,
             log: Callable[[str], None] = print) -> tuple[list[str], list[str], list[str]]:
-    """Run every step once its upstream steps completed, at most `max_parallel` at a time.
+    """Run every step once its upstream steps completed, at most `max_parallel` at a time, in `start_order`.
 
-    Ready steps start longest chain first (`chain_lengths`), ties in the dict's order, so a step that gates a chain
-    (the comparison's mpnas_uniform training, whose evaluation steers mpnas's ABDP) does not wait behind independent
-    ones and leave a core idle at the end. `launch(name)` starts a step's process. Returns (completed, failed,
-    skipped). A failed step skips its downstream steps; `fail_fast` and `stop_on_failure` start nothing after the
-    first failure and wait for the running steps. Ctrl-C terminates the running processes and re-raises."""
+    `launch(name)` starts a step's process. Returns (completed, failed, skipped). A failed step skips its downstream
+    steps; `fail_fast` and `stop_on_failure` start nothing after the first failure and wait for the running steps.
+    Ctrl-C terminates the running processes and re-raises."""
     start = time.time()
-    chain = chain_lengths(upstream)
-    order = {name: i for i, name in enumerate(upstream)}
-    waiting = sorted(upstream, key=lambda n: (-chain[n], order[n]))
+    waiting = start_order(upstream)
     running: Dict[str, subprocess.Popen] = {}
     completed: list[str] = []
     failed: list[str] = []
@@ -109,19 +122,15 @@ def run_dag(upstream: Dict[str, List[str]], launch: Callable[[str], "subprocess.
                     f"{(time.time() - start) / 60:.1f} min elapsed")
             stop = bool(failed) and mode in (ExecutionMode.FAIL_FAST, ExecutionMode.STOP_ON_FAILURE)
             for name in list(waiting):
-                ups = upstream[name]
-                if stop or any(u in failed or u in skipped for u in ups):
+                if stop or any(u in failed or u in skipped for u in upstream[name]):
                     waiting.remove(name)
                     skipped.append(name)
                     log(f"step {name} skipped: " + ("an earlier step failed" if stop else
                                                     "an upstream step failed or was skipped"))
-                    continue
-                limit = 1 if first_alone and not completed and not failed else max_parallel
-                if len(running) >= limit:
-                    break
-                if all(u in completed for u in ups):
-                    waiting.remove(name)
-                    running[name] = launch(name)
+            limit = 1 if first_alone and not completed and not failed else max_parallel
+            for name in steps_to_start(waiting, upstream, completed, len(running), limit):
+                waiting.remove(name)
+                running[name] = launch(name)
             time.sleep(POLL_S)
     except BaseException:
         for proc in running.values():
@@ -155,10 +164,6 @@ class LocalStepEntrypointConfiguration(StepEntrypointConfiguration):
 
 class ParallelLocalOrchestrator(LocalOrchestrator):
     """The local orchestrator with `max_parallel_steps` (module docstring)."""
-
-    @property
-    def config(self) -> ParallelLocalOrchestratorConfig:
-        return self._config  # type: ignore[return-value]
 
     @property
     def settings_class(self) -> Optional[Type[BaseSettings]]:
@@ -211,8 +216,7 @@ class ParallelLocalOrchestrator(LocalOrchestrator):
         try:
             # steps the cache already answered are gone from the snapshot: they count as done
             upstream = {n: [u for u in s.spec.upstream_steps if u in steps] for n, s in steps.items()}
-            _, failed, _ = run_dag(upstream, launch,
-                                   settings.max_parallel_steps, mode)
+            _, failed, _ = run_dag(upstream, launch, settings.max_parallel_steps, mode)
         finally:
             for relay in relays:
                 relay.join(timeout=5)

@@ -87,7 +87,8 @@ def test_one_step_at_a_time_runs_in_the_pipeline_process(zenml_stack):
 def _sleeper(seconds: float, rc: int = 0):
     def launch(name: str) -> subprocess.Popen:
         launched.append((name, time.time()))
-        return subprocess.Popen([sys.executable, "-c", f"import time,sys; time.sleep({seconds}); sys.exit({rc if name == 'bad' else 0})"])
+        code = rc if name == "bad" else 0
+        return subprocess.Popen([sys.executable, "-c", f"import time, sys; time.sleep({seconds}); sys.exit({code})"])
 
     launched: list = []
     return launch, launched
